@@ -1,0 +1,3 @@
+from boundary.cli import main
+
+main()

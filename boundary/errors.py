@@ -1,0 +1,17 @@
+"""The one exception family. Only the CLI translates it: `boundary: <message>` on stderr, exit 125."""
+
+
+class BoundaryError(Exception):
+    """Anything that stops boundary from doing what was asked; the message is shown to the user as is."""
+
+
+class PolicyError(BoundaryError):
+    """A policy file is missing or invalid. The message starts with `FILE:LINE:`."""
+
+
+class UsageError(BoundaryError):
+    """A command-line value is malformed (quoted in the message)."""
+
+
+class JailError(BoundaryError):
+    """The jail could not be set up; nothing was started."""

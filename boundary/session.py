@@ -1,0 +1,258 @@
+"""One `boundary run`: check every input, build the jail, serve it, return the workload's exit code.
+
+Order matters for start-up time: everything that can fail on bad input is checked first (nothing has started
+yet), then the jail is forked while the process is still single-threaded, and only then is mitmproxy imported —
+the workload is already running and its first connections wait in the proxy socket's backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pwd
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from boundary import audit
+from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca
+from boundary.dnsserver import DnsServer
+from boundary.errors import BoundaryError, UsageError
+from boundary.fakedns import FakeDnsTable
+from boundary.jail import helper
+from boundary.jail.plan import HOSTS, RESOLV_CONF, Identity, nft_ruleset, workload_env
+from boundary.matcher import Matcher
+from boundary.policy import load_policy
+from boundary.resolve import override_table, parse_resolve
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    policy: str
+    argv: tuple[str, ...]
+    log: str | None = None
+    resolve: tuple[str, ...] = ()
+    upstream_ca: tuple[str, ...] = ()
+    user: str | None = None
+
+
+def identities(user: str | None, env: dict[str, str], uid: int, gid: int) -> tuple[Identity, Identity]:
+    """(invoker, workload). As root the workload is `--user`, else `SUDO_USER`, else root without capabilities."""
+    invoker = Identity(uid, gid, tuple(os.getgroups()))
+    name = user if user is not None else (env.get("SUDO_USER") if uid == 0 else None)
+    if name is None or name == "root" and uid == 0:
+        return invoker, invoker
+    if uid != 0:
+        if user is not None and user != pwd.getpwuid(uid).pw_name:
+            raise UsageError(f"--user '{user}': only root can run the workload as another user")
+        return invoker, invoker
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise UsageError(f"--user '{name}': no such user") from None
+    groups = tuple(os.getgrouplist(name, entry.pw_gid))
+    return invoker, Identity(entry.pw_uid, entry.pw_gid, groups, entry.pw_dir, name)
+
+
+def _check_command(argv: tuple[str, ...], env: dict[str, str]) -> None:
+    if not argv:
+        raise UsageError("no command given: boundary run --policy FILE -- COMMAND [ARGS...]")
+    if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
+        raise UsageError(f"command not found: '{argv[0]}'")
+
+
+def _read_upstream_cas(paths: tuple[str, ...]) -> bytes:
+    blobs = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise UsageError(f"--upstream-ca '{path}': {e.strerror}") from e
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            raise UsageError(f"--upstream-ca '{path}': no PEM certificate in the file")
+        blobs.append(data if data.endswith(b"\n") else data + b"\n")
+    return b"".join(blobs)
+
+
+def _upstream_trust(extra: bytes) -> bytes:
+    """What the proxy trusts upstream: the system store (or certifi's), plus the operator's `--upstream-ca`."""
+    system = find_system_bundle()
+    if system is not None:
+        base = system.read_bytes()
+    else:
+        import certifi  # mitmproxy's own default, always installed with it
+
+        base = Path(certifi.where()).read_bytes()
+    if base and not base.endswith(b"\n"):
+        base += b"\n"
+    return base + extra
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o644)
+
+
+def _setup_logging(path: Path) -> None:
+    # mitmproxy logs through `logging`; the workload owns the terminal, so diagnostics go to a file.
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def run(options: RunOptions) -> int:
+    env = dict(os.environ)
+    policy = load_policy(options.policy)
+    matcher = Matcher(policy)
+    overrides = override_table([parse_resolve(text) for text in options.resolve])
+    extra_cas = _read_upstream_cas(options.upstream_ca)
+    invoker, workload = identities(options.user, env, os.getuid(), os.getgid())
+    _check_command(options.argv, env)
+
+    run_id = audit.new_run_id()
+    now = datetime.now(UTC)
+    log_path = Path(options.log) if options.log else audit.default_log_path(run_id, env, now)
+    log = audit.AuditLog(log_path)
+    ca = generate_ca(run_id, now)
+    rundir = Path(tempfile.mkdtemp(prefix=f"boundary-{run_id}-"))
+    try:
+        return _run_in(rundir, options, env, matcher, overrides, extra_cas, invoker, workload, run_id, log, ca)
+    finally:
+        log.close()
+        shutil.rmtree(rundir, ignore_errors=True)
+        if not options.log:
+            print(f"boundary: audit log: {log_path}", file=sys.stderr)
+
+
+def _run_in(
+    rundir: Path,
+    options: RunOptions,
+    env: dict[str, str],
+    matcher: Matcher,
+    overrides: dict[tuple[str, int], tuple[str, int]],
+    extra_cas: bytes,
+    invoker: Identity,
+    workload: Identity,
+    run_id: str,
+    log: audit.AuditLog,
+    ca: RunCA,
+) -> int:
+    rundir.chmod(0o755)  # the helper may bind these files as another uid
+    system_bundle = find_system_bundle()
+    bundle = rundir / "ca-bundle.crt"
+    _write(bundle, combined_bundle(system_bundle.read_bytes() if system_bundle else b"", ca.cert_pem))
+    _write(rundir / "resolv.conf", RESOLV_CONF.encode())
+    _write(rundir / "hosts", HOSTS.encode())
+    upstream_trust = rundir / "upstream-trust.pem"
+    _write(upstream_trust, _upstream_trust(extra_cas))
+    binds = [(str(rundir / "resolv.conf"), "/etc/resolv.conf"), (str(rundir / "hosts"), "/etc/hosts")]
+    bundle_in_jail = str(bundle)
+    if system_bundle is not None:
+        binds.append((str(bundle), str(system_bundle)))
+        bundle_in_jail = str(system_bundle)
+    take_terminal = _owns_terminal()
+    spec = helper.JailSpec(
+        argv=options.argv,
+        env=workload_env(env, bundle_in_jail, workload, invoker),
+        cwd=os.getcwd(),
+        invoker=invoker,
+        workload=workload,
+        ruleset=nft_ruleset(),
+        binds=tuple(binds),
+        take_terminal=take_terminal,
+    )
+    print(f"boundary: run {run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)
+    jail = helper.start_jail(spec)
+    helper.harden_self()
+    _setup_logging(log.path.with_suffix(".proxy.log"))
+    from boundary.proxy import GatedEventLoop
+
+    try:
+        with asyncio.Runner(loop_factory=GatedEventLoop) as runner:
+            return runner.run(_serve(jail, matcher, overrides, log, run_id, ca, upstream_trust))
+    finally:
+        jail.kill()
+        if take_terminal:
+            _reclaim_terminal()
+
+
+async def _serve(
+    jail: helper.Jail,
+    matcher: Matcher,
+    overrides: dict[tuple[str, int], tuple[str, int]],
+    log: audit.AuditLog,
+    run_id: str,
+    ca: RunCA,
+    upstream_trust: Path,
+) -> int:
+    loop = asyncio.get_running_loop()
+    for signum in FORWARDED_SIGNALS:
+        loop.add_signal_handler(signum, jail.signal, signum)
+    exited = _watch_exit(loop, jail.helper_pid)
+    table = FakeDnsTable()
+    dns = DnsServer(table)
+    await dns.start(jail.dns_udp_socket, jail.dns_tcp_socket)
+    from boundary.proxy import start_proxy  # imports mitmproxy: the workload is already running meanwhile
+
+    proxy = await start_proxy(
+        listen=jail.proxy_socket,
+        matcher=matcher,
+        table=table,
+        log=log,
+        run_id=run_id,
+        ca=ca,
+        upstream_trust=upstream_trust,
+        overrides=overrides,
+    )
+    try:
+        status = await exited
+    finally:
+        await proxy.close()
+        await dns.close()
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _watch_exit(loop: asyncio.AbstractEventLoop, pid: int) -> asyncio.Future[int]:
+    """A future for the helper's wait status, without a SIGCHLD handler or a thread: a pidfd is readable at exit."""
+    done: asyncio.Future[int] = loop.create_future()
+    pidfd = os.pidfd_open(pid)
+
+    def reap() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        if not done.done():
+            done.set_result(status)
+
+    loop.add_reader(pidfd, reap)
+    return done
+
+
+def _owns_terminal() -> bool:
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _reclaim_terminal() -> None:
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(0, os.getpgrp())
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, previous)
+
+
+__all__ = ["BoundaryError", "RunOptions", "run"]
