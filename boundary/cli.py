@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import click
 
@@ -80,4 +82,10 @@ def main() -> None:
         sys.exit(EXIT_BOUNDARY_FAILED)
     except BoundaryError as e:
         print(f"boundary: {e}", file=sys.stderr)
+        sys.exit(EXIT_BOUNDARY_FAILED)
+    except Exception as e:
+        # A bug, not bad input: still one line and 125 (the jail is already gone); the trace on request.
+        if os.environ.get("BOUNDARY_DEBUG"):
+            traceback.print_exc()
+        print(f"boundary: internal error: {type(e).__name__}: {e} (set BOUNDARY_DEBUG=1 for a trace)", file=sys.stderr)
         sys.exit(EXIT_BOUNDARY_FAILED)

@@ -142,7 +142,6 @@ async def start_proxy(
         connection_strategy="lazy",
         upstream_cert=False,
         stream_large_bodies="64k",
-        block_global=False,
         ssl_verify_upstream_trusted_ca=str(upstream_trust),
     )
     task = asyncio.ensure_future(master_.run())

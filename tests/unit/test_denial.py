@@ -1,0 +1,31 @@
+"""The 403 text: what was denied, why, how to allow it."""
+
+import pytest
+
+from boundary.denial import denial_text, suggested_rule
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "method", "path", "rule"),
+    [
+        ("a.test", 443, "GET", "/x?q=1", '{domain: a.test, methods: [GET], paths: ["/x"]}'),
+        ("a.test", 8443, None, None, "{domain: a.test, ports: [8443]}"),
+    ],
+)
+def test_suggested_rule_would_allow_the_request(
+    host: str, port: int, method: str | None, path: str | None, rule: str
+) -> None:
+    """The suggestion names host, non-default port, method and path (without the query)."""
+    assert suggested_rule(host, port, method, path) == rule
+
+
+def test_denial_text_is_one_line_with_reason_and_hint() -> None:
+    """One line: the request, the reason, and a rule to add."""
+    text = denial_text("no-matching-rule", "GET", "https://a.test/x", "a.test", 443, "/x")
+    assert text.count("\n") == 1 and text.endswith("\n")
+    assert "GET https://a.test/x" in text and "(no-matching-rule)" in text and "domain: a.test" in text
+
+
+def test_denial_text_for_an_unknown_reason_points_at_the_audit_log() -> None:
+    """A reason without a hint still renders."""
+    assert "see the audit log" in denial_text("weird", None, "tcp://h:1", "h", 1, None)
