@@ -36,7 +36,7 @@ _LOGGED = "boundary.logged"
 F = TypeVar("F", bound=Callable[..., None])
 
 
-def _fail_closed(hook: F) -> F:
+def _fail_closed[F: Callable[..., None]](hook: F) -> F:
     @functools.wraps(hook)
     def guarded(self: PolicyAddon, subject: Any) -> None:
         try:

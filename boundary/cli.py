@@ -55,16 +55,18 @@ def main_group() -> None:
 @click.option("--user", metavar="NAME", help="As root: run the command as this user (default: $SUDO_USER or root).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
-    policy: str, log: str | None, resolve: tuple[str, ...], upstream_ca: tuple[str, ...], user: str | None,
+    policy: str,
+    log: str | None,
+    resolve: tuple[str, ...],
+    upstream_ca: tuple[str, ...],
+    user: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND jailed: its only way out is the policy proxy."""
     from boundary import session
 
     code = session.run(
-        session.RunOptions(
-            policy=policy, argv=command, log=log, resolve=resolve, upstream_ca=upstream_ca, user=user
-        )
+        session.RunOptions(policy=policy, argv=command, log=log, resolve=resolve, upstream_ca=upstream_ca, user=user)
     )
     sys.exit(code)
 

@@ -34,9 +34,7 @@ def suggested_rule(host: str, port: int, method: str | None, path: str | None) -
     return "{" + ", ".join(parts) + "}"
 
 
-def denial_text(
-    reason: str, method: str | None, url: str, host: str | None, port: int, path: str | None
-) -> str:
+def denial_text(reason: str, method: str | None, url: str, host: str | None, port: int, path: str | None) -> str:
     """One line, ending in a newline: what was denied, why, and how to allow it."""
     hint = _HINTS.get(reason, "see the audit log")
     rule = suggested_rule(host, port, method, path) if host else ""

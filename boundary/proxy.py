@@ -3,20 +3,16 @@
 Importing this module imports mitmproxy (~0.45 s); the session does it only after the jail is running, so the
 workload never waits for it (its first connections sit in the listening socket's backlog meanwhile).
 
-Every upstream connection mitmproxy makes goes through `asyncio.open_connection` -> `loop.create_connection`.
-`GatedEventLoop` overrides the latter: the destination must be a synthetic address the fake DNS handed out,
-its name must be allowed by the policy on that port, and it is dialled at the operator's `--resolve` address or
-at what the host resolver says, never at a synthetic 198.18.x address.
+Every upstream connection mitmproxy makes goes through `asyncio.open_connection` -> `loop.create_connection`,
+which `boundary.gate.GatedEventLoop` checks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,54 +23,14 @@ from mitmproxy.proxy.mode_servers import ServerInstance
 from boundary.addon import PolicyAddon
 from boundary.audit import AuditLog
 from boundary.ca import RunCA
-from boundary.fakedns import FakeDnsTable, is_synthetic
+from boundary.fakedns import FakeDnsTable
+from boundary.gate import GatedEventLoop, UpstreamGate
 from boundary.matcher import Matcher
 
 logger = logging.getLogger(__name__)
 
 
-class DialRefused(ConnectionRefusedError):
-    def __init__(self, message: str) -> None:
-        super().__init__(errno.EACCES, message)
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamGate:
-    table: FakeDnsTable
-    matcher: Matcher
-    overrides: dict[tuple[str, int], tuple[str, int]]
-
-    async def target(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> tuple[str, int]:
-        name = self.table.name_for(host)
-        if name is None:
-            raise DialRefused(f"boundary: refusing to dial {host}:{port}: not a name resolved in the jail")
-        if not self.matcher.allows_destination(name, port):
-            raise DialRefused(f"boundary: refusing to dial {name}:{port}: not allowed by the policy")
-        if (name, port) in self.overrides:
-            return self.overrides[(name, port)]
-        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-        for _family, _type, _proto, _canon, sockaddr in infos:
-            address = str(sockaddr[0])
-            if not is_synthetic(address):
-                return address, port
-        raise DialRefused(f"boundary: refusing to dial {name}:{port}: it resolves only to synthetic addresses")
-
-
-class GatedEventLoop(asyncio.SelectorEventLoop):
-    """The proxy's event loop: every outgoing TCP connection is checked and re-addressed by the gate."""
-
-    gate: UpstreamGate | None = None
-
-    async def create_connection(  # type: ignore[override]
-        self, protocol_factory: Any, host: str | None = None, port: int | None = None, **kwargs: Any
-    ) -> Any:
-        if self.gate is None or host is None or port is None:
-            raise DialRefused(f"boundary: refusing to dial {host}:{port}: no upstream gate")
-        address, target_port = await self.gate.target(self, host, port)
-        return await super().create_connection(protocol_factory, address, target_port, **kwargs)
-
-
-class RunTlsConfig(tlsconfig.TlsConfig):  # type: ignore[misc]
+class RunTlsConfig(tlsconfig.TlsConfig):
     """mitmproxy's TLS addon, with the run's in-memory CA instead of one read from (or written to) a confdir."""
 
     _CERTSTORE_OPTIONS = frozenset({"certs", "confdir", "key_size", "cert_passphrase", "emudhra", "emudhra_old"})
@@ -145,6 +101,6 @@ async def start_proxy(
         ssl_verify_upstream_trusted_ca=str(upstream_trust),
     )
     task = asyncio.ensure_future(master_.run())
-    instance = ServerInstance.make("transparent", server_manager)
+    instance: ServerInstance[Any] = ServerInstance.make("transparent", server_manager)
     server = await asyncio.start_server(instance.handle_stream, sock=listen)
     return Proxy(master_, [server], task)

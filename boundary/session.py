@@ -8,6 +8,7 @@ the workload is already running and its first connections wait in the proxy sock
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import pwd
@@ -15,9 +16,11 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from boundary import audit
 from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca
@@ -47,7 +50,7 @@ def identities(user: str | None, env: dict[str, str], uid: int, gid: int) -> tup
     """(invoker, workload). As root the workload is `--user`, else `SUDO_USER`, else root without capabilities."""
     invoker = Identity(uid, gid, tuple(os.getgroups()))
     name = user if user is not None else (env.get("SUDO_USER") if uid == 0 else None)
-    if name is None or name == "root" and uid == 0:
+    if name is None or (name == "root" and uid == 0):
         return invoker, invoker
     if uid != 0:
         if user is not None and user != pwd.getpwuid(uid).pw_name:
@@ -174,7 +177,7 @@ def _run_in(
     jail = helper.start_jail(spec)
     helper.harden_self()
     _setup_logging(log.path.with_suffix(".proxy.log"))
-    from boundary.proxy import GatedEventLoop
+    from boundary.gate import GatedEventLoop
 
     try:
         with asyncio.Runner(loop_factory=GatedEventLoop) as runner:
@@ -201,25 +204,46 @@ async def _serve(
     table = FakeDnsTable()
     dns = DnsServer(table)
     await dns.start(jail.dns_udp_socket, jail.dns_tcp_socket)
-    from boundary.proxy import start_proxy  # imports mitmproxy: the workload is already running meanwhile
-
-    proxy = await start_proxy(
-        listen=jail.proxy_socket,
-        matcher=matcher,
-        table=table,
-        log=log,
-        run_id=run_id,
-        ca=ca,
-        upstream_trust=upstream_trust,
-        overrides=overrides,
-    )
     try:
-        status = await exited
+        # mitmproxy's import (~0.5 s) runs beside the workload; a workload that is done first never waits for it.
+        proxy_module = _import_in_background(loop, "boundary.proxy")
+        await asyncio.wait({exited, proxy_module}, return_when=asyncio.FIRST_COMPLETED)
+        if not exited.done():
+            proxy = await proxy_module.result().start_proxy(
+                listen=jail.proxy_socket,
+                matcher=matcher,
+                table=table,
+                log=log,
+                run_id=run_id,
+                ca=ca,
+                upstream_trust=upstream_trust,
+                overrides=overrides,
+            )
+            try:
+                await exited
+            finally:
+                await proxy.close()
+        status = exited.result()
     finally:
-        await proxy.close()
         await dns.close()
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def _import_in_background(loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Future[Any]:
+    """Import a module in a daemon thread (an executor thread would be joined at exit, delaying it)."""
+    imported: asyncio.Future[Any] = loop.create_future()
+
+    def work() -> None:
+        try:
+            module = importlib.import_module(name)
+        except BaseException as e:  # delivered to the awaiting task
+            loop.call_soon_threadsafe(imported.set_exception, e)
+        else:
+            loop.call_soon_threadsafe(imported.set_result, module)
+
+    threading.Thread(target=work, name=f"import {name}", daemon=True).start()
+    return imported
 
 
 def _watch_exit(loop: asyncio.AbstractEventLoop, pid: int) -> asyncio.Future[int]:

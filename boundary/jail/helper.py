@@ -19,6 +19,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -59,16 +60,12 @@ class Jail:
 
     def signal(self, signum: int) -> None:
         """Forward a signal to the jail's init, which passes it on to the workload."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.init_pid, signum)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.helper_pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 # --- boundary's side -------------------------------------------------------------------------------------------
@@ -242,10 +239,8 @@ def _init_main(spec: JailSpec, helper: int) -> None:  # pragma: no cover - child
 
 
 def _forward(pid: int, signum: int) -> None:  # pragma: no cover - child process
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _exec_workload(spec: JailSpec) -> None:  # pragma: no cover - child process

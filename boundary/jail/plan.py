@@ -137,9 +137,7 @@ def user_maps(invoker: Identity, workload: Identity) -> tuple[str, str]:
     return id_map(uids), id_map(gids)
 
 
-def workload_env(
-    base: Mapping[str, str], bundle_path: str, workload: Identity, invoker: Identity
-) -> dict[str, str]:
+def workload_env(base: Mapping[str, str], bundle_path: str, workload: Identity, invoker: Identity) -> dict[str, str]:
     """The workload's environment: the caller's, minus outer proxies, with every CA variable on our bundle."""
     env = {k: v for k, v in base.items() if k not in PROXY_VARIABLES}
     for name in CA_BUNDLE_VARIABLES:

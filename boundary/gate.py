@@ -1,0 +1,60 @@
+"""The one gate every upstream dial of the proxy goes through.
+
+mitmproxy dials with `asyncio.open_connection`, which calls `loop.create_connection` on the running loop.
+`GatedEventLoop` overrides it: the destination must be a synthetic address the fake DNS handed out, its name
+must be allowed by the policy on that port, and it is dialled at the operator's `--resolve` address or at what
+the host resolver says — never at a synthetic 198.18.x address (asyncio skips getaddrinfo for IP literals, so an
+ungated proxy would dial one off-host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from boundary.fakedns import FakeDnsTable, is_synthetic
+from boundary.matcher import Matcher
+
+
+class DialRefused(ConnectionRefusedError):
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EACCES, message)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamGate:
+    table: FakeDnsTable
+    matcher: Matcher
+    overrides: dict[tuple[str, int], tuple[str, int]]
+
+    async def target(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> tuple[str, int]:
+        name = self.table.name_for(host)
+        if name is None:
+            raise DialRefused(f"boundary: refusing to dial {host}:{port}: not a name resolved in the jail")
+        if not self.matcher.allows_destination(name, port):
+            raise DialRefused(f"boundary: refusing to dial {name}:{port}: not allowed by the policy")
+        if (name, port) in self.overrides:
+            return self.overrides[(name, port)]
+        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        for _family, _type, _proto, _canon, sockaddr in infos:
+            address = str(sockaddr[0])
+            if not is_synthetic(address):
+                return address, port
+        raise DialRefused(f"boundary: refusing to dial {name}:{port}: it resolves only to synthetic addresses")
+
+
+class GatedEventLoop(asyncio.SelectorEventLoop):
+    """The proxy's event loop: every outgoing TCP connection is checked and re-addressed by the gate."""
+
+    gate: UpstreamGate | None = None
+
+    async def create_connection(
+        self, protocol_factory: Any, host: str | None = None, port: int | None = None, **kwargs: Any
+    ) -> Any:
+        if self.gate is None or host is None or port is None:
+            raise DialRefused(f"boundary: refusing to dial {host}:{port}: no upstream gate")
+        address, target_port = await self.gate.target(self, host, port)
+        return await super().create_connection(protocol_factory, address, target_port, **kwargs)
