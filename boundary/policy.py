@@ -215,7 +215,8 @@ def _segment_matches(parts: tuple[str, ...], segment: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One `allow` entry. Construct through `parse_policy`, which validates and normalizes every field."""
+    """One `allow` entry. `parse_policy` validates and normalizes every field; build one directly only from
+    values already in that form."""
 
     domain: str  # normalized host (`normalize_host`)
     ports: frozenset[int]
