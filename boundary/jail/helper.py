@@ -152,6 +152,7 @@ def _helper_main(chan: socket.socket, spec: JailSpec, parent: int) -> None:  # p
         _expect(chan, _MSG_MAPPED)
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         netns.bring_up_loopback()
+        netns.add_address_for_addrconfig()
         netns.add_local_default_route()
         netns.apply_ruleset(spec.ruleset)
         sockets = netns.listening_sockets()

@@ -16,9 +16,11 @@ from boundary.jail import syscalls
 from boundary.jail.plan import DNS_PORT, LOOPBACK, PROXY_PORT
 
 NFT = "/usr/sbin/nft"
+ADDRCONFIG_ADDRESS = "127.0.0.2"
 
 _NLMSG_ERROR = 2
 _RTM_NEWLINK = 16
+_RTM_NEWADDR = 20
 _RTM_NEWROUTE = 24
 _NLM_F_REQUEST = 0x1
 _NLM_F_ACK = 0x4
@@ -30,6 +32,8 @@ _RTPROT_BOOT = 3
 _RT_SCOPE_HOST = 254
 _RTN_LOCAL = 2
 _RTA_OIF = 4
+_IFA_ADDRESS = 1
+_IFA_LOCAL = 2
 _LO_INDEX = 1  # lo is always ifindex 1 in a new netns
 
 
@@ -49,6 +53,18 @@ def _netlink(msg_type: int, flags: int, payload: bytes) -> None:
 def bring_up_loopback() -> None:
     ifinfomsg = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, _LO_INDEX, _IFF_UP, _IFF_UP)
     _netlink(_RTM_NEWLINK, 0, ifinfomsg)
+
+
+def add_address_for_addrconfig() -> None:
+    """Add 127.0.0.2/32 to lo.
+
+    With 127.0.0.1 as its only IPv4 address, glibc's `getaddrinfo(AI_ADDRCONFIG)` (getent ahosts, many C
+    programs) decides the host has no IPv4 and resolves nothing; glibc counts any IPv4 address except 127.0.0.1.
+    """
+    address = socket.inet_aton(ADDRCONFIG_ADDRESS)
+    ifaddrmsg = struct.pack("=BBBBI", socket.AF_INET, 32, 0, _RT_SCOPE_HOST, _LO_INDEX)
+    attributes = struct.pack("=HH4s", 8, _IFA_LOCAL, address) + struct.pack("=HH4s", 8, _IFA_ADDRESS, address)
+    _netlink(_RTM_NEWADDR, _NLM_F_CREATE | _NLM_F_EXCL, ifaddrmsg + attributes)
 
 
 def add_local_default_route() -> None:
