@@ -144,6 +144,8 @@ class Jailer:
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     path = make_user_dir("boundary-e2e-")
+    # Writable by the workload in both modes: as root it runs without CAP_DAC_OVERRIDE.
+    path.chmod(0o777)
     yield path
     import shutil
 

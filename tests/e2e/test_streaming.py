@@ -1,0 +1,90 @@
+"""Bodies stream through the proxy both ways and are never held whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import NAMES, Jailer
+from tests.support.runner import spawn_boundary
+from tests.support.upstreams import TestCA, start_https_upstream
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def test_server_sent_events_arrive_as_the_upstream_sends_them(jail: Jailer, test_ca: TestCA) -> None:
+    """The first event reaches the client while the upstream still holds the rest back (no buffering)."""
+    with start_https_upstream(test_ca, NAMES) as upstream:  # its own: the event gate opens once
+        _check_sse_streams(dataclasses.replace(jail, https=upstream))
+
+
+def _check_sse_streams(jail: Jailer) -> None:
+    out = jail.workdir / "events.txt"
+    command = ["sh", "-c", f"curl -sSN --max-time 60 'https://open.test/sse?n=3&gate=1' > {out}"]
+    proc = spawn_boundary(jail.args(command), rootless=jail.rootless, expose=[jail.workdir])
+    try:
+        _wait_for(lambda: out.exists() and "data:" in out.read_text())
+        assert jail.https.sse_events_sent == 1  # the client got event 0 before event 1 was even sent
+        jail.https.release_sse()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.read_text().count("data:") == 3
+
+
+def test_upload_streams_with_its_length_and_content_intact(jail: Jailer) -> None:
+    """A 20 MB POST body arrives upstream byte for byte."""
+    payload = os.urandom(20 * 1024 * 1024)
+    upload = jail.workdir / "payload.bin"
+    upload.write_bytes(payload)
+    upload.chmod(0o644)
+    run = jail.run(["curl", "-sS", "--max-time", "60", "--data-binary", f"@{upload}", "https://open.test/upload"])
+    assert run.result.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    assert answer == {"length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+
+
+def _boundary_peak_rss_kib(audit_path: Path) -> int:
+    """Peak RSS (VmHWM) of the boundary process serving the run logging to `audit_path`."""
+    pids = subprocess.run(["pgrep", "-f", "--", f"--log {audit_path}"], capture_output=True, text=True).stdout.split()
+    peaks = []
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        peaks += [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")]
+    assert peaks, f"no boundary process found for {audit_path}"
+    return max(peaks)
+
+
+def test_big_download_streams_without_growing_the_proxy(jail: Jailer) -> None:
+    """A 300 MiB download passes through while the proxy's peak memory stays far below the body size."""
+    done = jail.workdir / "done"
+    command = [
+        "sh",
+        "-c",
+        f"curl -sS --max-time 120 -o /dev/null -w '%{{size_download}}' https://open.test/big?mb=300 > {done}.tmp"
+        f" && mv {done}.tmp {done} && sleep 30",
+    ]
+    proc = spawn_boundary(jail.args(command), rootless=jail.rootless, expose=[jail.workdir])
+    try:
+        _wait_for(done.exists, timeout=120)
+        peak_kib = _boundary_peak_rss_kib(jail.audit_path)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert done.read_text() == str(300 * 1024 * 1024)
+    assert peak_kib < 200 * 1024, f"proxy peak RSS {peak_kib} KiB for a 300 MiB body"
