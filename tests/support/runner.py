@@ -1,0 +1,419 @@
+"""Run boundary (or any command) the way a user would: as root, or as an unprivileged user.
+
+Theory of operation
+-------------------
+``rootless=False`` runs the command as the test process's own user (root in CI) with the test's environment.
+``rootless=True`` runs it as an unprivileged user: when the tests are root, ``nobody``/``nogroup`` through
+``setpriv`` with no supplementary groups and no capabilities; when they are not, simply as themselves.
+
+Every run gets a fresh home (``HOME`` and the ``XDG_*_HOME`` directories under it), owned by the user that
+runs, so boundary's state (CA, audit log) never lands in the real home. A rootless run also gets a clean
+environment: ``PATH``, ``HOME``, ``XDG_*_HOME``, ``USER``/``LOGNAME`` and whatever ``env`` adds, nothing else;
+a rootful run inherits the test's environment (plus ``env``).
+
+Temporary directories live under ``/var/tmp`` (see ``tmp_base``), not ``/tmp``: boundary's jail mounts
+a tmpfs over ``/tmp`` and ``/run``, so a home, a script or a policy there would vanish for the jailed command.
+
+The checkout may sit where ``nobody`` cannot go (a CI clone under ``/root``, mode 700). Host permissions are
+not ours to change, so a rootless run then starts in a private mount namespace: each needed path (the repo,
+the venv, ``expose=...``) is bind-mounted to a staging directory, a tmpfs (mode 755) is mounted over the
+topmost ancestor that blocks ``nobody``, the path is recreated inside it and the staged bind mounted back.
+The command sees every path exactly where the tests see it (so the editable install's ``.pth``, absolute
+paths in policies and ``sys.executable`` all keep working); the rest of the blocked ancestor is hidden from
+it, which it could not read anyway. Nothing is mounted in the host's namespace. The venv's interpreter itself
+must be runnable by ``nobody``: scripts/setup ensures that (it copies pyenv's Python out of /root).
+
+Processes start in a new session, so ``os.killpg(proc.pid, sig)`` reaches everything they started that did
+not leave the group; the unshare/sh/setpriv wrappers all ``exec``, so ``proc.pid`` is the command itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import weakref
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from tests.support.tools import (
+    ROOTLESS_USER,
+    is_root,
+    repo_root,
+    requires_root,
+    requires_userns,
+    rootless_identity,
+    setpriv_argv,
+    venv_dir,
+    venv_python,
+)
+
+#: ``@pytest.mark.parametrize("rootless", RUN_MODES)``: once as root (needs root), once rootless (needs
+#: unprivileged user namespaces), with ids ``root`` and ``rootless``.
+RUN_MODES = (
+    pytest.param(False, id="root", marks=requires_root),
+    pytest.param(True, id="rootless", marks=requires_userns),
+)
+
+_XDG_DIRS = {
+    "XDG_STATE_HOME": ".local/state",
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_CACHE_HOME": ".cache",
+}
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+StdIO = int | IO[Any] | None
+
+
+# --- pure parts --------------------------------------------------------------------------------------------
+
+
+def may_traverse(mode: int, owner: int, group: int, uid: int, gids: Collection[int]) -> bool:
+    """Whether ``uid`` (with groups ``gids``) may search a directory with this mode and ownership.
+
+    POSIX picks exactly one class: owner if the uid matches, else group if a gid matches, else other. (ACLs
+    are not considered.) Root may always search.
+    """
+    if uid == 0:
+        return True
+    if uid == owner:
+        return bool(mode & stat.S_IXUSR)
+    if group in gids:
+        return bool(mode & stat.S_IXGRP)
+    return bool(mode & stat.S_IXOTH)
+
+
+def blocking_ancestor(
+    path: Path, uid: int, gids: Collection[int], stat_fn: Callable[[Path], os.stat_result] = os.stat
+) -> Path | None:
+    """The topmost proper ancestor of absolute ``path`` that ``uid`` cannot search, or ``None``."""
+    for ancestor in reversed(path.parents):  # "/" first
+        st = stat_fn(ancestor)
+        if not may_traverse(st.st_mode, st.st_uid, st.st_gid, uid, gids):
+            return ancestor
+    return None
+
+
+def outermost(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` without duplicates and without any path inside another one of them, order kept."""
+    unique = list(dict.fromkeys(paths))
+    return [p for p in unique if not any(other != p and p.is_relative_to(other) for other in unique)]
+
+
+def expose_script(targets: Sequence[Path], covers: Sequence[Path], stage: Path, cwd: Path) -> str:
+    """sh script (run as root in a private mount namespace) that makes each target reachable at its own path
+    by covering each blocking ancestor in ``covers`` with a tmpfs, enters ``cwd`` again (it may have been
+    covered), then ``exec "$@"``. See the module doc."""
+    q = shlex.quote
+    lines = ["set -eu", "umask 022"]
+    for index, target in enumerate(targets):
+        lines += [
+            f"mkdir -p {q(str(stage / str(index)))}",
+            f"mount --bind {q(str(target))} {q(str(stage / str(index)))}",
+        ]
+    lines += [f"mount -t tmpfs -o mode=0755 boundary-expose {q(str(cover))}" for cover in covers]
+    for index, target in enumerate(targets):
+        staged = q(str(stage / str(index)))
+        lines += [f"mkdir -p {q(str(target))}", f"mount --bind {staged} {q(str(target))}", f"umount -l {staged}"]
+    # cd makes sh export PWD and OLDPWD: drop them, so an exposed run's environment is the same as any other's.
+    lines += [f"cd {q(str(cwd))}", "unset OLDPWD PWD", 'exec "$@"']
+    return "\n".join(lines) + "\n"
+
+
+def run_env(home: Path, *, rootless: bool, base: Mapping[str, str], extra: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment of a run: see the module doc. ``extra`` wins over everything."""
+    if rootless:
+        user = ROOTLESS_USER if is_root() else base.get("USER", "")
+        env = {"PATH": base.get("PATH", _DEFAULT_PATH)}
+        if user:
+            env |= {"USER": user, "LOGNAME": user}
+    else:
+        env = dict(base)
+    env["HOME"] = str(home)
+    env |= {name: str(home / sub) for name, sub in _XDG_DIRS.items()}
+    return env | dict(extra or {})
+
+
+# --- temporary directories ---------------------------------------------------------------------------------
+
+
+def tmp_base() -> Path:
+    """Where test-owned temporary directories go: ``$BOUNDARY_TEST_TMPDIR``, else ``/var/tmp``.
+
+    Not ``/tmp`` (nor ``/run``): boundary's jail covers those with a tmpfs, so the jailed command would not
+    see what a test put there.
+    """
+    override = os.environ.get("BOUNDARY_TEST_TMPDIR")
+    if override:
+        return Path(override)
+    var_tmp = Path("/var/tmp")
+    if var_tmp.is_dir() and os.access(var_tmp, os.W_OK | os.X_OK):
+        return var_tmp
+    return Path(tempfile.gettempdir())
+
+
+def make_user_dir(prefix: str = "boundary-test-", parent: Path | None = None) -> Path:
+    """A fresh directory (mode 755) that the rootless user owns, so rootless boundary can read files a test
+    writes there (root-written files are 644) and create its own. The caller removes it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent or tmp_base()))
+    path.chmod(0o755)
+    if is_root():
+        uid, gid = rootless_identity()
+        os.chown(path, uid, gid)
+    return path
+
+
+# --- invocations -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Invocation:
+    """A fully prepared run: what to exec, with which environment, where, and what to delete afterwards."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    scratch: Path | None = None  # removed after the run (the fresh home and the staging area live here)
+    exposed: list[Path] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def prepare(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    rootless: bool,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    home: Path | None = None,
+    expose: Iterable[Path] = (),
+) -> Invocation:
+    """Build the run of ``argv`` (see the module doc). ``home`` defaults to a fresh directory that is removed
+    after the run; pass one to read boundary's state afterwards. ``cwd`` defaults to the home."""
+    scratch = Path(tempfile.mkdtemp(prefix="boundary-run-", dir=tmp_base()))
+    try:
+        scratch.chmod(0o755)
+        as_other_user = rootless and is_root()
+        uid, gid = rootless_identity() if as_other_user else (os.getuid(), os.getgid())
+        if home is None:
+            home = scratch / "home"
+        if not home.exists():
+            home.mkdir(mode=0o700)
+            os.chown(home, uid, gid)
+        command = [os.fspath(arg) for arg in argv]
+        invocation = Invocation(
+            argv=command,
+            env=run_env(home, rootless=rootless, base=os.environ, extra=env),
+            cwd=Path(cwd) if cwd is not None else home,
+            scratch=scratch,
+        )
+        if not as_other_user:
+            return invocation
+        prefix = setpriv_argv(uid, gid)
+        wanted = outermost(p.resolve() for p in [repo_root(), venv_dir(), *expose])
+        blocked = {p: blocking_ancestor(p, uid, {gid}) for p in wanted}
+        targets = [p for p, cover in blocked.items() if cover is not None]
+        for target in targets:
+            st = target.stat()
+            if not may_traverse(st.st_mode, st.st_uid, st.st_gid, uid, {gid}):
+                raise PermissionError(f"uid {uid} cannot enter {target} itself (mode {st.st_mode & 0o7777:o})")
+        if targets:
+            covers = outermost(cover for cover in blocked.values() if cover is not None)
+            stage = scratch / "stage"
+            stage.mkdir()
+            script = expose_script(targets, covers, stage, invocation.cwd.absolute())
+            prefix = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "expose", *prefix]
+            invocation.exposed = targets
+        invocation.argv = [*prefix, *command]
+        return invocation
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_command(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    rootless: bool,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = 60,
+    input: bytes | None = None,
+    home: Path | None = None,
+    expose: Iterable[Path] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` to completion, capturing stdout and stderr (stdin is ``input``, else /dev/null).
+
+    On timeout the whole process group is killed and ``subprocess.TimeoutExpired`` raised.
+    """
+    inv = prepare(argv, rootless=rootless, env=env, cwd=cwd, home=home, expose=expose)
+    try:
+        with subprocess.Popen(
+            inv.argv,
+            env=inv.env,
+            cwd=inv.cwd,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                _kill_group(proc)
+                stdout, stderr = proc.communicate()
+                raise subprocess.TimeoutExpired(inv.argv, timeout, stdout, stderr) from exc
+            finally:
+                if proc.poll() is None:
+                    _kill_group(proc)
+            return subprocess.CompletedProcess(inv.argv, proc.returncode, stdout, stderr)
+    finally:
+        inv.cleanup()
+
+
+def spawn_command(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    rootless: bool,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    home: Path | None = None,
+    expose: Iterable[Path] = (),
+    stdin: StdIO = subprocess.DEVNULL,
+    stdout: StdIO = subprocess.PIPE,
+    stderr: StdIO = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` and return at once (for tests that signal or talk to it). The caller waits for it; its
+    scratch directory is removed when the Popen object is collected or at interpreter exit."""
+    inv = prepare(argv, rootless=rootless, env=env, cwd=cwd, home=home, expose=expose)
+    try:
+        proc = subprocess.Popen(
+            inv.argv, env=inv.env, cwd=inv.cwd, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True
+        )
+    except BaseException:
+        inv.cleanup()
+        raise
+    weakref.finalize(proc, inv.cleanup)
+    return proc
+
+
+def python_argv(python_args: Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """The venv's interpreter with ``python_args`` (the venv path itself, not its resolved target)."""
+    return [venv_python(), *python_args]
+
+
+def run_python(
+    python_args: Sequence[str | os.PathLike[str]],
+    *,
+    rootless: bool,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = 60,
+    input: bytes | None = None,
+    home: Path | None = None,
+    expose: Iterable[Path] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    """``run_command`` of the venv's Python with ``python_args``."""
+    return run_command(
+        python_argv(python_args),
+        rootless=rootless,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        input=input,
+        home=home,
+        expose=expose,
+    )
+
+
+def run_boundary(
+    args: list[str],
+    *,
+    rootless: bool,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = 60,
+    input: bytes | None = None,
+    home: Path | None = None,
+    expose: Iterable[Path] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    """``python -m boundary ARGS`` from the venv, to completion (see ``run_command``)."""
+    return run_python(
+        ["-m", "boundary", *args],
+        rootless=rootless,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        input=input,
+        home=home,
+        expose=expose,
+    )
+
+
+def spawn_python(
+    python_args: Sequence[str | os.PathLike[str]],
+    *,
+    rootless: bool,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    home: Path | None = None,
+    expose: Iterable[Path] = (),
+    stdin: StdIO = subprocess.DEVNULL,
+    stdout: StdIO = subprocess.PIPE,
+    stderr: StdIO = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """``spawn_command`` of the venv's Python with ``python_args``."""
+    return spawn_command(
+        python_argv(python_args),
+        rootless=rootless,
+        env=env,
+        cwd=cwd,
+        home=home,
+        expose=expose,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def spawn_boundary(
+    args: list[str],
+    *,
+    rootless: bool,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    home: Path | None = None,
+    expose: Iterable[Path] = (),
+    stdin: StdIO = subprocess.DEVNULL,
+    stdout: StdIO = subprocess.PIPE,
+    stderr: StdIO = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """``python -m boundary ARGS`` from the venv, started in the background (see ``spawn_command``)."""
+    return spawn_python(
+        ["-m", "boundary", *args],
+        rootless=rootless,
+        env=env,
+        cwd=cwd,
+        home=home,
+        expose=expose,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+    )
