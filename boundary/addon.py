@@ -70,8 +70,10 @@ class PolicyAddon:
         self.table = table
         self.log = log
         self.run_id = run_id
-        # Client connections whose stream was denied: mitmproxy still asks to connect after `tcp_start`.
-        self._denied_clients: set[str] = set()
+        # Client connections with at least one allowed request or stream. Only these may open an upstream
+        # connection: mitmproxy asks to connect even after a denied `tcp_start`, and may connect early for
+        # protocols where the server speaks first.
+        self._cleared_clients: set[str] = set()
 
     # --- identity ------------------------------------------------------------------------------------------
 
@@ -84,12 +86,12 @@ class PolicyAddon:
         name, port = self._destination(flow.client_conn)
         if name is None:
             return deny(REASON_IP_LITERAL), flow.client_conn.sockname[0], port
+        if flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
+            return deny(REASON_SNI_MISMATCH), name, port
         host_header = flow.request.host_header
         header_host, header_port = split_host_header(host_header) if host_header else (None, None)
         if not _same_host(header_host, name) or header_port not in (None, port):
             return deny(REASON_HOST_MISMATCH), name, port
-        if flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
-            return deny(REASON_SNI_MISMATCH), name, port
         scheme = "https" if flow.client_conn.tls else "http"
         return self.matcher.decide(Request(scheme, name, port, flow.request.method, flow.request.path)), name, port
 
@@ -100,6 +102,7 @@ class PolicyAddon:
         decision, host, port = self._http_decision(flow)
         flow.metadata[_DECISION] = (decision, host, port)
         if decision.allowed:
+            self._cleared_clients.add(flow.client_conn.id)
             if decision.path is not None and decision.path != flow.request.path:
                 flow.request.path = decision.path  # forward exactly what was checked
             flow.request.stream = True
@@ -131,19 +134,19 @@ class PolicyAddon:
             decision = self.matcher.decide(Request(scheme, name, port, None, None))
         host = name if name is not None else flow.client_conn.sockname[0]
         self._write(decision, None, "tls" if flow.client_conn.tls else "tcp", host, port, None, None)
-        if not decision.allowed:
-            self._denied_clients.add(flow.client_conn.id)
+        if decision.allowed:
+            self._cleared_clients.add(flow.client_conn.id)
 
     @_fail_closed
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Second line: whatever asked for an upstream connection, the destination must be allowed."""
         name, port = self._destination(data.client)
-        denied = data.client.id in self._denied_clients
-        if denied or name is None or not self.matcher.allows_destination(name, port):
+        cleared = data.client.id in self._cleared_clients
+        if not cleared or name is None or not self.matcher.allows_destination(name, port):
             data.server.error = "boundary: upstream connection not allowed"
 
     def client_disconnected(self, client: connection.Client) -> None:
-        self._denied_clients.discard(client.id)
+        self._cleared_clients.discard(client.id)
 
     # --- fail closed ---------------------------------------------------------------------------------------
 
@@ -154,7 +157,7 @@ class PolicyAddon:
                 host, port = subject.request.host, subject.request.port
                 self._respond_denied(subject, decision, host, port)
             elif isinstance(subject, tcp.TCPFlow):
-                self._denied_clients.add(subject.client_conn.id)
+                self._cleared_clients.discard(subject.client_conn.id)
                 self._write(decision, None, "tcp", None, None, None, None)
             elif isinstance(subject, server_hooks.ServerConnectionHookData):
                 subject.server.error = "boundary: internal error"
