@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from tests.e2e.conftest import Jailer
 from tests.support.runner import spawn_boundary
@@ -21,7 +22,7 @@ def _boundary_pid(jail: Jailer) -> int:
         ).stdout.split()
         pids = {int(p) for p in found}
         if len(pids) >= 3:
-            parents = {pid: int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) for pid in pids}
+            parents = {pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids}
             return next(pid for pid, parent in parents.items() if parent not in pids)
         time.sleep(0.05)
     raise AssertionError("boundary did not start")
