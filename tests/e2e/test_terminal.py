@@ -1,0 +1,89 @@
+"""The terminal is the workload's: it reads the keyboard, and Ctrl-C interrupts it (not boundary)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import termios
+import time
+
+from tests.e2e.conftest import Jailer
+from tests.support.runner import prepare, python_argv
+from tests.support.tools import rootless_identity
+
+# Reads one line from the terminal, echoes it, then waits to be interrupted.
+WORKLOAD = r"""
+import signal, sys, time
+line = sys.stdin.readline()
+print("got:" + line.strip(), flush=True)
+try:
+    while True:
+        time.sleep(0.1)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 30.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{needle!r} not seen on the terminal; got {seen!r}")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def test_workload_reads_the_terminal_and_ctrl_c_reaches_it(jail: Jailer) -> None:
+    """Typed input reaches the jailed command; Ctrl-C on the terminal interrupts it and boundary exits 130."""
+    master, slave = os.openpty()
+    if jail.rootless:
+        os.chown(os.ttyname(slave), *rootless_identity())
+    command = ["python3", "-c", WORKLOAD]
+    invocation = prepare(
+        python_argv(["-m", "boundary", *jail.args(command)]), rootless=jail.rootless, expose=[jail.workdir]
+    )
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(
+            invocation.argv,
+            env=invocation.env,
+            cwd=invocation.cwd,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            preexec_fn=controlling_terminal,  # noqa: PLW1509 - the child needs the pty as its terminal
+        )
+        os.close(slave)
+        try:
+            _read_until(master, b"boundary: run ")
+            time.sleep(1.0)  # let the workload start reading
+            os.write(master, b"hello jail\n")
+            _read_until(master, b"got:hello jail")
+            os.write(master, b"\x03")
+            _read_until(master, b"interrupted")
+            assert proc.wait(timeout=30) == 130
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        os.close(master)
+        invocation.cleanup()
