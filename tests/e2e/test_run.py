@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import Jailer
+from tests.support.runner import run_boundary
 from tests.support.tools import venv_python
 
 CURL = ["curl", "-sS", "--max-time", "20"]
@@ -183,3 +184,18 @@ def test_ip_literal_is_denied(jail: Jailer) -> None:
     assert run.stdout == "403"
     [line] = run.audit
     assert line["reason"] == "ip-literal"
+
+
+def test_upstream_certificates_are_verified(jail: Jailer) -> None:
+    """Without `--upstream-ca` the local upstream's certificate is not trusted: the client gets 502, the
+    allowed request's audit line records the failure, and nothing was served."""
+    before = len(jail.https.requests)
+    args = jail.args([*CURL, "-o", "/dev/null", "-w", "%{http_code}", "https://allowed.test/hello"])
+    at = args.index("--upstream-ca")
+    del args[at : at + 2]
+    result = run_boundary(args, rootless=jail.rootless, expose=[jail.workdir])
+    assert result.stdout == b"502", result.stderr
+    [line] = jail.audit()
+    assert (line["decision"], line["status"]) == ("allow", None)
+    assert "Certificate verify failed" in line["error"]
+    assert len(jail.https.requests) == before

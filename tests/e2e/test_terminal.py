@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import subprocess
 import termios
 import time
 
@@ -59,8 +60,6 @@ def test_workload_reads_the_terminal_and_ctrl_c_reaches_it(jail: Jailer) -> None
         os.setsid()
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
-    import subprocess
-
     try:
         proc = subprocess.Popen(
             invocation.argv,
@@ -69,7 +68,7 @@ def test_workload_reads_the_terminal_and_ctrl_c_reaches_it(jail: Jailer) -> None
             stdin=slave,
             stdout=slave,
             stderr=slave,
-            preexec_fn=controlling_terminal,  # noqa: PLW1509 - the child needs the pty as its terminal
+            preexec_fn=controlling_terminal,  # the child needs the pty as its controlling terminal
         )
         os.close(slave)
         try:
