@@ -37,7 +37,10 @@ class UpstreamGate:
         if not self.matcher.allows_destination(name, port):
             raise DialRefused(f"boundary: refusing to dial {name}:{port}: not allowed by the policy")
         if (name, port) in self.overrides:
-            return self.overrides[(name, port)]
+            address, target_port = self.overrides[(name, port)]
+            if is_synthetic(address):  # the operator's answer is no exception to "never a synthetic address"
+                raise DialRefused(f"boundary: refusing to dial {name}:{port}: --resolve names synthetic {address}")
+            return address, target_port
         infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
         for _family, _type, _proto, _canon, sockaddr in infos:
             address = str(sockaddr[0])

@@ -2,25 +2,50 @@
 
 Theory of operation. A request is first brought into canonical form: the host through `normalize_host`
 (IP literals and invalid names are denied outright, since a policy can only name hosts), the request target
-through `normalize_path` (anything a server could read two ways is denied as `ambiguous-path`). The host
-selects the rules naming it from a dict built once per policy; those are narrowed by port, then method, then
-path, and the first survivor in file order allows the request. When none survives, the deny reason names the
-step that emptied the set, so an audit line says *why*. An allowed HTTP decision carries the normalized
-target, which is what gets forwarded: the server sees exactly what was checked.
+through `normalize_path` (anything a server could read two ways is `ambiguous-path`, unless a `raw_paths`
+rule matches it as sent).
 
-A stream that is not HTTP (method None) carries no method or path to check, so only a rule that restricts
-neither may allow it.
+Finding the rules for a host never scans the policy. `Matcher` builds two dicts once: `_at` maps a host to the
+rules naming exactly it (`example.com`, and `**.example.com` for its apex), `_under` maps a suffix to the rules
+naming the hosts strictly under it (`*.example.com`, `**.example.com`; `*` and `**` under the empty
+suffix). A request looks up its host in `_at` and each of its label suffixes in `_under`: O(labels) dict
+lookups, whatever the number of rules. Allow and deny rules live in the same buckets.
+
+Deny wins: a deny rule matching the request denies it (`denied-by-rule`, naming the rule) whatever allows it.
+What a deny rule cannot check counts as a match, so it fails closed: a non-HTTP stream matches a deny rule
+for its host and port whatever the rule's methods, paths and query, and an ambiguous target matches whatever
+its paths. Otherwise the allow rules are narrowed by port, then method, then path, then query, and the first
+survivor in policy order allows the request. When none survives, the deny reason names the step that
+emptied the set, so an audit line says *why*. An allowed HTTP decision carries the target to forward: the
+normalized one (the server sees exactly what was checked), or for a raw match the target as sent.
+
+A stream that is not HTTP (method None) carries no method, path or query, so only a rule that restricts none
+of them may allow it.
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from boundary.policy import AmbiguousPathError, Policy, Rule, is_ip_literal, normalize_host, normalize_path
+from boundary.policy import (
+    AmbiguousPathError,
+    Policy,
+    QueryReading,
+    Rule,
+    domain_pattern_parts,
+    is_canonical_host,
+    is_ip_literal,
+    normalize_host,
+    normalize_path,
+    query_readings,
+    raw_target_matchable,
+)
 
 __all__ = [
     "REASONS",
     "REASON_ALLOWED",
     "REASON_AMBIGUOUS_PATH",
+    "REASON_DENIED_BY_RULE",
     "REASON_INVALID_HOST",
     "REASON_IP_LITERAL",
     "REASON_METHOD_NOT_ALLOWED",
@@ -28,6 +53,7 @@ __all__ = [
     "REASON_NO_MATCHING_RULE",
     "REASON_PATH_NOT_ALLOWED",
     "REASON_PORT_NOT_ALLOWED",
+    "REASON_QUERY_NOT_ALLOWED",
     "AmbiguousPathError",
     "Decision",
     "Matcher",
@@ -37,10 +63,12 @@ __all__ = [
 ]
 
 REASON_ALLOWED: Final = "allowed"
-REASON_NO_MATCHING_RULE: Final = "no-matching-rule"  # no rule names the host
+REASON_NO_MATCHING_RULE: Final = "no-matching-rule"  # no allow rule names the host
 REASON_PORT_NOT_ALLOWED: Final = "port-not-allowed"
 REASON_METHOD_NOT_ALLOWED: Final = "method-not-allowed"
 REASON_PATH_NOT_ALLOWED: Final = "path-not-allowed"
+REASON_QUERY_NOT_ALLOWED: Final = "query-not-allowed"  # a rule's path matched, but not its `query`
+REASON_DENIED_BY_RULE: Final = "denied-by-rule"  # a deny rule matched; Decision.rule names it
 REASON_AMBIGUOUS_PATH: Final = "ambiguous-path"
 REASON_IP_LITERAL: Final = "ip-literal"
 REASON_NOT_HTTP: Final = "not-http"  # a raw stream to a host whose rules for the port restrict methods/paths
@@ -51,6 +79,8 @@ REASONS: Final = (
     REASON_PORT_NOT_ALLOWED,
     REASON_METHOD_NOT_ALLOWED,
     REASON_PATH_NOT_ALLOWED,
+    REASON_QUERY_NOT_ALLOWED,
+    REASON_DENIED_BY_RULE,
     REASON_AMBIGUOUS_PATH,
     REASON_IP_LITERAL,
     REASON_NOT_HTTP,
@@ -71,8 +101,8 @@ class Request:
 class Decision:
     verdict: Literal["allow", "deny"]
     reason: str  # one of REASONS
-    rule: Rule | None = None  # the rule that allowed it
-    path: str | None = None  # normalized target to forward (allowed HTTP requests only)
+    rule: Rule | None = None  # the rule that allowed it, or the deny rule that denied it
+    path: str | None = None  # target to forward (allowed HTTP requests only)
 
     @property
     def allowed(self) -> bool:
@@ -83,60 +113,193 @@ def deny(reason: str) -> Decision:
     return Decision("deny", reason)
 
 
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    """The rules of one index key, in policy order, with what the dial gate needs precomputed."""
+
+    allow: tuple[tuple[int, Rule], ...]  # (position in the policy, rule)
+    deny: tuple[tuple[int, Rule], ...]
+    allow_ports: frozenset[int]
+    blocked_ports: frozenset[int] | None  # ports an unconditional deny rule closes; None = every port
+
+
+def _bucket(allow: list[tuple[int, Rule]], deny_: list[tuple[int, Rule]]) -> _Bucket:
+    blocked: set[int] = set()
+    for _, rule in deny_:
+        if rule.unconditional:
+            if rule.ports is None:
+                return _Bucket(tuple(allow), tuple(deny_), _ports(allow), None)
+            blocked |= rule.ports
+    return _Bucket(tuple(allow), tuple(deny_), _ports(allow), frozenset(blocked))
+
+
+def _ports(entries: Iterable[tuple[int, Rule]]) -> frozenset[int]:
+    return frozenset(port for _, rule in entries if rule.ports is not None for port in rule.ports)
+
+
 class Matcher:
     """Decides requests against one policy; build once per policy (it indexes the rules by host)."""
 
-    __slots__ = ("_ports", "_rules", "policy")
+    __slots__ = ("_at", "_under", "policy")
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        rules: dict[str, list[Rule]] = {}
-        for rule in policy.rules:
-            rules.setdefault(rule.domain, []).append(rule)
-        self._rules = {host: tuple(host_rules) for host, host_rules in rules.items()}
-        self._ports = {
-            host: frozenset().union(*(rule.ports for rule in host_rules)) for host, host_rules in rules.items()
-        }
+        at: dict[str, tuple[list[tuple[int, Rule]], list[tuple[int, Rule]]]] = {}
+        under: dict[str, tuple[list[tuple[int, Rule]], list[tuple[int, Rule]]]] = {}
+        # Deny rules are numbered after the allow rules; only the order within each list matters.
+        numbered = [*enumerate(policy.rules), *enumerate(policy.deny, start=len(policy.rules))]
+        for position, rule in numbered:
+            side = 0 if rule.action == "allow" else 1
+            for pattern in rule.domains:
+                kind, suffix = domain_pattern_parts(pattern)
+                if kind != "sub":
+                    _add(at, suffix, side, position, rule)
+                if kind != "exact":
+                    _add(under, suffix, side, position, rule)
+        self._at = {key: _bucket(*lists) for key, lists in at.items()}
+        self._under = {key: _bucket(*lists) for key, lists in under.items()}
+
+    def _buckets(self, host: str) -> list[_Bucket]:
+        """The buckets of every index key naming `host`: O(number of labels) dict lookups."""
+        buckets = []
+        bucket = self._at.get(host)
+        if bucket is not None:
+            buckets.append(bucket)
+        dot = host.find(".")
+        while dot >= 0:
+            bucket = self._under.get(host[dot + 1 :])
+            if bucket is not None:
+                buckets.append(bucket)
+            dot = host.find(".", dot + 1)
+        bucket = self._under.get("")
+        if bucket is not None:
+            buckets.append(bucket)
+        return buckets
 
     def decide(self, request: Request) -> Decision:
         host = _host_key(request.host)
         if isinstance(host, Decision):
             return host
-        rules = self._rules.get(host)
-        if rules is None:
-            return deny(REASON_NO_MATCHING_RULE)
-        rules = tuple(rule for rule in rules if request.port in rule.ports)
-        if not rules:
-            return deny(REASON_PORT_NOT_ALLOWED)
+        buckets = self._buckets(host)
+        if len(buckets) == 1:
+            allow_all = [rule for _, rule in buckets[0].allow]
+            deny_all = [rule for _, rule in buckets[0].deny]
+        else:
+            allow_all = _merged(bucket.allow for bucket in buckets)
+            deny_all = _merged(bucket.deny for bucket in buckets)
+        port = request.port
+        allows = [rule for rule in allow_all if rule.ports is not None and port in rule.ports]
+        denies = [rule for rule in deny_all if rule.ports is None or port in rule.ports]
+        # The reason when nothing allows the request before its method is even looked at.
+        unknown = deny(REASON_PORT_NOT_ALLOWED if allow_all else REASON_NO_MATCHING_RULE)
         if request.method is None:
-            for rule in rules:
-                if rule.methods is None and rule.paths is None:
+            if denies:
+                return Decision("deny", REASON_DENIED_BY_RULE, denies[0])
+            if not allows:
+                return unknown
+            for rule in allows:
+                if rule.unconditional:
                     return Decision("allow", REASON_ALLOWED, rule)
             return deny(REASON_NOT_HTTP)
+        if not allows and not denies:
+            return unknown
         if request.path is None:
             return deny(REASON_AMBIGUOUS_PATH)
         try:
             target = normalize_path(request.path)
         except AmbiguousPathError:
-            return deny(REASON_AMBIGUOUS_PATH)
+            return self._decide_raw(request.method, request.path, allows, denies)
+        path, _, query_text = target.partition("?")
+        query = _Query(query_text)
+        method = request.method
+        for rule in denies:
+            if _method_ok(rule, method) and rule.matches_path(path) and query.satisfies(rule, loose=True):
+                return Decision("deny", REASON_DENIED_BY_RULE, rule)
+        if not allows:
+            return unknown
         # Methods are compared exactly: "get" is not GET to every server, and any mismatch only denies.
-        rules = tuple(rule for rule in rules if rule.methods is None or request.method in rule.methods)
-        if not rules:
+        allows = [rule for rule in allows if _method_ok(rule, method)]
+        if not allows:
             return deny(REASON_METHOD_NOT_ALLOWED)
-        path = target.partition("?")[0]
-        for rule in rules:
-            if rule.matches_path(path):
+        allows = [rule for rule in allows if rule.matches_path(path)]
+        if not allows:
+            return deny(REASON_PATH_NOT_ALLOWED)
+        for rule in allows:
+            if query.satisfies(rule):
                 return Decision("allow", REASON_ALLOWED, rule, target)
-        return deny(REASON_PATH_NOT_ALLOWED)
+        return deny(REASON_QUERY_NOT_ALLOWED)
+
+    @staticmethod
+    def _decide_raw(method: str, target: str, allows: list[Rule], denies: list[Rule]) -> Decision:
+        """A target normalize_path refused: only a `raw_paths` rule may allow it, matched as sent, and then
+        every deny rule for the host, port and method counts as matching its path."""
+        if not raw_target_matchable(target):
+            return deny(REASON_AMBIGUOUS_PATH)
+        path, _, query_text = target.partition("?")
+        query = _Query(query_text)
+        for rule in allows:
+            if _method_ok(rule, method) and rule.matches_raw_path(path) and query.satisfies(rule):
+                for denier in denies:
+                    if _method_ok(denier, method) and query.satisfies(denier, loose=True):
+                        return Decision("deny", REASON_DENIED_BY_RULE, denier)
+                return Decision("allow", REASON_ALLOWED, rule, target)
+        return deny(REASON_AMBIGUOUS_PATH)
 
     def allows_destination(self, host: str, port: int) -> bool:
-        """Whether some rule for `host` allows `port` (the dial gate; methods and paths are checked later)."""
+        """The dial gate: some allow rule for `host` has `port`, and no deny rule without methods, paths or
+        query closes it (methods, paths and queries are checked later, on each request)."""
         key = _host_key(host)
-        return isinstance(key, str) and port in self._ports.get(key, ())
+        if not isinstance(key, str):
+            return False
+        buckets = self._buckets(key)
+        if any(bucket.blocked_ports is None or port in bucket.blocked_ports for bucket in buckets):
+            return False
+        return any(port in bucket.allow_ports for bucket in buckets)
+
+
+def _add(
+    index: dict[str, tuple[list[tuple[int, Rule]], list[tuple[int, Rule]]]],
+    key: str,
+    side: int,
+    position: int,
+    rule: Rule,
+) -> None:
+    entries = index.setdefault(key, ([], []))[side]
+    if not entries or entries[-1][0] != position:  # one entry per rule, even if several patterns land here
+        entries.append((position, rule))
+
+
+def _merged(lists: Iterable[Sequence[tuple[int, Rule]]]) -> list[Rule]:
+    """The rules of several buckets in policy order, each once (a rule may sit in several buckets)."""
+    by_position = {position: rule for entries in lists for position, rule in entries}
+    return [by_position[position] for position in sorted(by_position)]
+
+
+def _method_ok(rule: Rule, method: str) -> bool:
+    return rule.methods is None or method in rule.methods
+
+
+class _Query:
+    """A request's query string, read (`query_readings`) only if a rule with `query` asks."""
+
+    __slots__ = ("_readings", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._readings: tuple[QueryReading, ...] | None = None
+
+    def satisfies(self, rule: Rule, *, loose: bool = False) -> bool:
+        if rule.query is None:
+            return True
+        if self._readings is None:
+            self._readings = query_readings(self.text)
+        return rule.matches_query(self._readings, loose=loose)
 
 
 def _host_key(host: str) -> str | Decision:
     """The normalized host, or the deny decision for a host no rule can name."""
+    if is_canonical_host(host):
+        return host
     if is_ip_literal(host):
         return deny(REASON_IP_LITERAL)
     try:

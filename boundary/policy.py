@@ -1,15 +1,27 @@
-"""Policy files: strict YAML text -> a frozen, validated `Policy` (pure; only `load_policy` touches a file).
+"""Policy files: strict YAML text -> a frozen, validated `Policy` (pure; only `load_policy` touches files).
 
 Theory of operation. The YAML is *composed*, not loaded: we walk PyYAML's node graph ourselves so every value
 keeps its line number and duplicate keys (which a plain load silently collapses to the last one) are caught.
-Each node is checked against a fixed schema and the first problem raises `PolicyError` in the form
-`FILE:LINE: key.path: message`, quoting the offending value. Everything the hot path needs is computed here,
-once: hosts normalized, methods upper-cased, path patterns pre-split for matching.
+The language is data: `POLICY_TABLE`, `RULE_TABLE`, `DENY_RULE_TABLE` and `SETTINGS_TABLE` list every key
+with its value type and description. The parser walks the nodes against those tables, and `boundary.schema`
+renders the very same tables as JSON Schema, so the two cannot drift apart. The first problem raises
+`PolicyError` in the form `FILE:LINE: key.path: message`, quoting the offending value; a problem inside an
+included file names that file and line. Everything the hot path needs is computed here, once: hosts
+normalized, methods upper-cased, path and query patterns pre-split for matching.
 
-The canonical forms of hosts (`normalize_host`, `is_ip_literal`) and request targets (`normalize_path`) live
-here too: the parser must check that a policy names things in canonical form, and the matcher brings every
-request into that same form before comparing. Anything with more than one plausible reading is refused.
+Includes are resolved by a loader callback (`load_policy` passes one that reads files relative to the
+including file; `parse_policy` alone stays pure) and presets (`include: [preset:NAME]`) come from
+`boundary.presets`. Included rules come before the including file's own rules; each document is included
+once, and a document that includes itself, directly or not, is an error naming the cycle.
+
+The canonical forms of hosts (`normalize_host`, `is_ip_literal`), domain patterns (`normalize_domain_pattern`)
+and request targets (`normalize_path`, `query_readings`) live here too: the parser must check that a policy
+names things in canonical form, and the matcher brings every request into that same form before comparing.
+Anything with more than one plausible reading is refused, or, where refusing is impossible (a query string),
+read every plausible way: an allow rule must match all readings, a deny rule any of them.
 """
+
+from __future__ import annotations
 
 import encodings.idna
 import ipaddress
@@ -17,31 +29,78 @@ import os
 import re
 import socket
 import string
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, NoReturn
+from types import MappingProxyType
+from typing import Any, Final, Literal, NoReturn, cast
+from urllib.parse import unquote, unquote_plus
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from boundary.errors import PolicyError
+from boundary.presets import PRESET_PREFIX, PRESETS
 
 __all__ = [
     "DEFAULT_PORTS",
+    "DENY_RULE_TABLE",
     "KNOWN_METHODS",
+    "POLICY_TABLE",
+    "PUBLIC_SUFFIXES",
+    "RULE_TABLE",
+    "SETTINGS_TABLE",
     "AmbiguousPathError",
+    "DomainKind",
+    "IncludeLoader",
+    "Key",
     "Policy",
     "Rule",
+    "Table",
+    "ValueType",
+    "broad_reason",
+    "domain_pattern_matches",
+    "domain_pattern_parts",
+    "is_canonical_host",
     "is_ip_literal",
     "load_policy",
+    "normalize_domain_pattern",
     "normalize_host",
     "normalize_path",
     "parse_policy",
+    "query_readings",
+    "raw_target_matchable",
+    "star_matches",
 ]
 
 DEFAULT_PORTS: Final[frozenset[int]] = frozenset({80, 443})
 KNOWN_METHODS: Final[frozenset[str]] = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
+ANY_METHOD: Final = "*"
+
+# Suffixes under which anyone can register or create a name: a wildcard over one of them lets an agent reach
+# hosts its owner never vetted (someone's bucket, someone's pages site). A small built-in list, not the
+# Public Suffix List: single-label suffixes (`com`, `io`, ...) are caught by counting labels, so only
+# multi-label ones need naming here.
+PUBLIC_SUFFIXES: Final[frozenset[str]] = frozenset(
+    {
+        # country-code second levels
+        "co.uk", "org.uk", "me.uk", "ltd.uk", "plc.uk", "net.uk", "ac.uk", "gov.uk", "sch.uk",
+        "com.au", "net.au", "org.au", "edu.au", "gov.au", "id.au",
+        "co.nz", "net.nz", "org.nz", "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "co.kr", "or.kr",
+        "com.cn", "net.cn", "org.cn", "com.hk", "com.tw", "com.sg", "com.my", "co.in", "net.in", "org.in",
+        "co.za", "org.za", "com.br", "net.br", "org.br", "com.mx", "com.ar", "com.tr", "co.il", "com.ua",
+        # hosting and storage platforms that give every customer a name of their own
+        "github.io", "githubusercontent.com", "gitlab.io", "bitbucket.io", "pages.dev", "workers.dev", "r2.dev",
+        "vercel.app", "netlify.app", "herokuapp.com", "fly.dev", "onrender.com", "web.app", "firebaseapp.com",
+        "appspot.com", "blogspot.com", "cloudfront.net", "amazonaws.com", "s3.amazonaws.com",
+        "elasticbeanstalk.com", "azurewebsites.net", "cloudapp.net", "blob.core.windows.net",
+        "web.core.windows.net", "azureedge.net", "trafficmanager.net", "storage.googleapis.com",
+        "googleusercontent.com", "readthedocs.io", "ngrok.io", "ngrok.app", "ngrok-free.app",
+        "trycloudflare.com", "deno.dev", "replit.dev", "repl.co", "glitch.me", "surge.sh", "loca.lt",
+    }
+)  # fmt: skip
 
 # ----------------------------------------------------------------------------------------------------------
 # Host names
@@ -52,6 +111,21 @@ _LDH_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 # WHATWG URL parsers treat a host whose last label looks numeric as IPv4 (and reject it if it is not); no real
 # top-level domain is numeric, so such a name can only be a confusion.
 _NUMERIC_LABEL: Final = re.compile(r"[0-9]+|0x[0-9a-f]*")
+
+
+# A host already in normalize_host's output form: lower-case LDH labels. Checked first, since nearly every
+# request names its host this way and the full path (IDNA, inet_aton) costs several times more.
+_CANONICAL_HOST: Final = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def is_canonical_host(host: str) -> bool:
+    """Whether `host` is its own `normalize_host` form and no IP literal (a fast check; False may still be
+    a valid host in another spelling)."""
+    return (
+        len(host) <= 253
+        and _CANONICAL_HOST.fullmatch(host) is not None
+        and _NUMERIC_LABEL.fullmatch(host.rpartition(".")[2]) is None
+    )
 
 
 def normalize_host(host: str) -> str:
@@ -112,6 +186,66 @@ def is_ip_literal(host: str) -> bool:
     except (OSError, ValueError):  # ValueError: embedded NUL or non-ASCII
         return False
     return True
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Domain patterns
+
+# exact: that host; sub: the hosts under the suffix (one or more labels more), never the suffix itself;
+# apex: the suffix and the hosts under it. An empty suffix (`*`, `**`) stands for every host.
+type DomainKind = Literal["exact", "sub", "apex"]
+
+_WILDCARDS: Final = ("*", "**")
+
+
+def normalize_domain_pattern(text: str) -> str:
+    """Canonical form of a rule's domain; raises ValueError.
+
+    `example.com` (that host, in `normalize_host` form), `*.example.com` (hosts under it, never the apex),
+    `**.example.com` (the apex and hosts under it), `*` and `**` (every host). A wildcard is always a whole
+    first label; its suffix is a host name in canonical form (IDNA as punycode).
+    """
+    text = text.translate(_IDNA_DOTS)
+    if text in _WILDCARDS:
+        return text
+    head, dot, rest = text.partition(".")
+    if head in _WILDCARDS and dot and "*" not in rest:
+        return f"{head}.{normalize_host(rest)}"
+    if "*" in text:
+        raise ValueError("'*' and '**' may only form the whole first label, as in '*.example.com'")
+    return normalize_host(text)
+
+
+def domain_pattern_parts(pattern: str) -> tuple[DomainKind, str]:
+    """(kind, suffix) of a canonical domain pattern: `**.a.b` -> ("apex", "a.b"); `*` -> ("sub", "")."""
+    if pattern.startswith("**"):
+        return "apex", pattern[3:]
+    if pattern.startswith("*"):
+        return "sub", pattern[2:]
+    return "exact", pattern
+
+
+def domain_pattern_matches(pattern: str, host: str) -> bool:
+    """Whether a canonical domain pattern names `host` (already normalized). The matcher uses an index instead;
+    this is the reference the index must agree with."""
+    kind, suffix = domain_pattern_parts(pattern)
+    if kind == "exact":
+        return host == pattern
+    return not suffix or host.endswith("." + suffix) or (kind == "apex" and host == suffix)
+
+
+def broad_reason(pattern: str) -> str | None:
+    """Why a canonical domain pattern is over-broad (it reaches names anyone can register), or None."""
+    kind, suffix = domain_pattern_parts(pattern)
+    if kind == "exact":
+        return None
+    if not suffix:
+        return "it matches every host"
+    if "." not in suffix:
+        return f"it matches every name under the top-level domain {suffix!r}"
+    if suffix in PUBLIC_SUFFIXES:
+        return f"{suffix!r} is a public suffix, under which anyone can have a name"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -181,58 +315,205 @@ def _remove_dot_segments(path: str) -> str:
     return result + "/" if ends_in_dot and kept else result
 
 
+# Raw matching (rules with `raw_paths: true`) of targets normalize_path refuses. The raw path is cut into
+# segments at '/' *and* at each token a server may turn into a separator or a climb: an encoded '/', '\' or
+# NUL, a backslash, and a '.' or '..' segment (also '%2e' and with ';params'). Those tokens become segments
+# of their own, marked with a byte no request target or pattern can contain, and a wildcard never matches a
+# marked segment: whatever could move the request elsewhere on the server must be written literally.
+_RAW_TOKEN: Final = re.compile(r"(%2[Ff]|%5[Cc]|%00|\\)")
+_ENCODED_DOT: Final = re.compile(r"%2[Ee]")
+_MARK: Final = "\x01"
+
+
+def raw_target_matchable(target: str) -> bool:
+    """Whether a target normalize_path refuses may still be matched raw: visible ASCII from '/', no fragment."""
+    return target.startswith("/") and "#" not in target and _VISIBLE_ASCII.fullmatch(target) is not None
+
+
+def _raw_segments(path: str) -> list[str]:
+    segments = []
+    for segment in path.split("/"):
+        for index, piece in enumerate(_RAW_TOKEN.split(segment)):
+            if index % 2:  # a separator-like token
+                segments.append(_MARK + piece.upper())
+            elif _ENCODED_DOT.sub(".", piece.partition(";")[0]) in (".", ".."):
+                segments.append(_MARK + piece)
+            else:
+                segments.append(piece)
+    return segments
+
+
 # ----------------------------------------------------------------------------------------------------------
-# The policy objects
+# Query strings
 
-# A path pattern pre-split into segments, each split at its '*'s: matching is then a linear scan per segment
-# (a regex with several '[^/]*' per segment backtracks polynomially on a hostile path).
-type _Glob = tuple[tuple[str, ...], ...]
-
-
-def _compile_glob(pattern: str) -> _Glob:
-    return tuple(tuple(segment.split("*")) for segment in pattern.split("/"))
+type QueryReading = Mapping[str, Sequence[str]]
+_AMPERSAND: Final = re.compile("&")
+_AMPERSAND_OR_SEMICOLON: Final = re.compile("[&;]")
 
 
-def _glob_matches(glob: _Glob, segments: list[str]) -> bool:
-    return len(glob) == len(segments) and all(map(_segment_matches, glob, segments))
+def query_readings(query: str) -> tuple[QueryReading, ...]:
+    """Every plausible reading of a query string: parameter name -> values, names and values percent-decoded.
+
+    Servers disagree on two points, so each is read both ways when it arises: '+' is a space
+    (form encoding) or a plus sign, and ';' separates parameters (old CGI) or is data. A parameter without '='
+    has the empty value; invalid escapes stay as written; bytes that are not UTF-8 decode to lone surrogates,
+    so different bytes never compare equal.
+    """
+    separators = [_AMPERSAND, _AMPERSAND_OR_SEMICOLON] if ";" in query else [_AMPERSAND]
+    decoders: list[Callable[[str], str]] = [_decode, _decode_plus] if "+" in query else [_decode]
+    readings: list[QueryReading] = []
+    for separator in separators:
+        pairs = [piece.partition("=") for piece in separator.split(query) if piece]
+        for decode in decoders:
+            reading: dict[str, list[str]] = {}
+            for name, _, value in pairs:
+                reading.setdefault(decode(name), []).append(decode(value))
+            readings.append(reading)
+    return tuple(readings)
 
 
-def _segment_matches(parts: tuple[str, ...], segment: str) -> bool:
+def _decode(text: str) -> str:
+    return unquote(text, errors="surrogateescape")
+
+
+def _decode_plus(text: str) -> str:
+    return unquote_plus(text, errors="surrogateescape")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Path and value patterns
+
+# A pattern pre-split into segments, each split at its '*'s (a linear scan per segment; a regex with several
+# '[^/]*' per segment backtracks polynomially on a hostile path). None stands for a whole-segment '**'.
+type _Parts = tuple[str, ...]
+type _Glob = tuple[_Parts | None, ...]
+_SPAN: Final = "**"
+
+
+# (the glob if it has no '**'; its prefix if its only '**' is the last segment, the commonest shape; the glob)
+type _Compiled = tuple[tuple[_Parts, ...] | None, tuple[_Parts, ...] | None, _Glob]
+
+
+def _compile_glob(segments: Sequence[str]) -> _Compiled:
+    glob = tuple(None if segment == _SPAN else tuple(segment.split("*")) for segment in segments)
+    flat = tuple(parts for parts in glob if parts is not None)
+    if len(flat) == len(glob):
+        return flat, None, glob
+    return None, (flat if len(flat) == len(glob) - 1 and glob[-1] is None else None), glob
+
+
+def _glob_matches(compiled: _Compiled, segments: Sequence[str]) -> bool:
+    flat, prefix, glob = compiled
+    if flat is not None:
+        return len(flat) == len(segments) and all(map(_segment_matches, flat, segments))
+    if prefix is not None:
+        return (
+            len(segments) >= len(prefix)
+            and all(map(_segment_matches, prefix, segments))
+            and not any(segment.startswith(_MARK) for segment in segments[len(prefix) :])
+        )
+    # '**' matches any run of segments, so track every pattern position a prefix of the path can reach.
+    size = len(glob)
+    states = _skip_spans({0}, glob)
+    for segment in segments:
+        plain = not segment.startswith(_MARK)
+        following = set()
+        for position in states:
+            if position < size:
+                parts = glob[position]
+                if parts is None:
+                    if plain:
+                        following.add(position)
+                elif _segment_matches(parts, segment):
+                    following.add(position + 1)
+        if not following:
+            return False
+        states = _skip_spans(following, glob)
+    return size in states
+
+
+def _skip_spans(states: set[int], glob: _Glob) -> set[int]:
+    """The states plus every position reachable by letting '**' match nothing."""
+    reached = set(states)
+    for position in sorted(states):
+        while position < len(glob) and glob[position] is None:
+            position += 1
+            reached.add(position)
+    return reached
+
+
+def _segment_matches(parts: _Parts, segment: str) -> bool:
     if len(parts) == 1:
         return segment == parts[0]
+    return not segment.startswith(_MARK) and star_matches(parts, segment)
+
+
+def star_matches(parts: Sequence[str], text: str) -> bool:
+    """Whether `text` is the literal parts in order with anything between them: `parts` is a pattern split at
+    its '*'s, and '*' matches any run of characters (path patterns apply it within one segment)."""
+    if len(parts) == 1:
+        return text == parts[0]
     head, *middle, tail = parts
-    if len(segment) < len(head) + len(tail) or not (segment.startswith(head) and segment.endswith(tail)):
+    if len(text) < len(head) + len(tail) or not (text.startswith(head) and text.endswith(tail)):
         return False
     # '*' only stands for "anything", so taking each literal at its leftmost place never loses a match.
-    position, end = len(head), len(segment) - len(tail)
+    position, end = len(head), len(text) - len(tail)
     for literal in middle:
-        found = segment.find(literal, position, end)
+        found = text.find(literal, position, end)
         if found < 0:
             return False
         position = found + len(literal)
     return True
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The policy objects
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One `allow` entry. `parse_policy` validates and normalizes every field; build one directly only from
-    values already in that form."""
+    """One `allow` or `deny` entry. `parse_policy` validates and normalizes every field; build one directly only
+    from values already in that form. Only `domain` ... `source` are needed; the rest default to what a rule
+    that does not mention them means."""
 
-    domain: str  # normalized host (`normalize_host`)
-    ports: frozenset[int]
+    domain: str  # the first domain pattern (`normalize_domain_pattern`); all of them are in `domains`
+    ports: frozenset[int] | None  # None = every port (a deny rule without `ports`)
     methods: frozenset[str] | None  # upper-case; None = any method
-    paths: tuple[str, ...] | None  # patterns as written ('*' = within one segment); None = any path
+    paths: tuple[str, ...] | None  # patterns as written ('*' within a segment, '**' segments); None = any
     source: str  # "FILE:LINE" where the rule starts
-    _globs: tuple[_Glob, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    id: str = ""  # shown in audit lines and 403s; "" = `source`
+    domains: tuple[str, ...] = ()  # every domain pattern; () = (domain,)
+    query: tuple[tuple[str, str], ...] | None = None  # (parameter, value pattern) pairs; None = any query
+    raw_paths: bool = False  # may match ambiguous targets raw
+    allow_broad: bool = False  # over-broad domain patterns accepted on purpose
+    action: Literal["allow", "deny"] = "allow"
+    comment: str | None = None
+    _globs: tuple[_Compiled, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _raw_globs: tuple[_Compiled, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _query_globs: tuple[tuple[str, _Parts], ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.source)
+        if not self.domains:
+            object.__setattr__(self, "domains", (self.domain,))
         if self.paths is not None:
-            object.__setattr__(self, "_globs", tuple(_compile_glob(pattern) for pattern in self.paths))
+            globs = tuple(_compile_glob(pattern.split("/")) for pattern in self.paths)
+            object.__setattr__(self, "_globs", globs)
+            if self.raw_paths:
+                raw_globs = tuple(_compile_glob(_raw_segments(pattern)) for pattern in self.paths)
+                object.__setattr__(self, "_raw_globs", raw_globs)
+        if self.query is not None:
+            object.__setattr__(self, "_query_globs", tuple((n, tuple(v.split("*"))) for n, v in self.query))
 
     @property
-    def id(self) -> str:
-        """Stable name for audit lines and headers."""
-        return self.source
+    def unconditional(self) -> bool:
+        """Whether the rule names only hosts and ports, so it decides non-HTTP streams too."""
+        return self.methods is None and self.paths is None and self.query is None
+
+    def matches_host(self, host: str) -> bool:
+        """Whether one of the domain patterns names `host` (normalized)."""
+        return any(domain_pattern_matches(pattern, host) for pattern in self.domains)
 
     def matches_path(self, path: str) -> bool:
         """Whether this rule's path patterns admit `path` (already normalized, without the query)."""
@@ -241,42 +522,207 @@ class Rule:
         segments = path.split("/")
         return any(_glob_matches(glob, segments) for glob in self._globs)
 
+    def matches_raw_path(self, path: str) -> bool:
+        """Whether a `raw_paths` rule admits a path normalize_path refused (as sent, without the query; see
+        `raw_target_matchable`). Wildcards never match an encoded '/', '\\' or NUL, a '\\', or a dot segment."""
+        if not self.raw_paths:
+            return False
+        if self._raw_globs is None:
+            return True
+        segments = _raw_segments(path)
+        return any(_glob_matches(glob, segments) for glob in self._raw_globs)
+
+    def matches_query(self, readings: Sequence[QueryReading], *, loose: bool = False) -> bool:
+        """Whether the query (its `query_readings`) satisfies this rule's `query`.
+
+        Strict (allow rules): in every reading, each named parameter is present and every one of its values
+        matches. Loose (deny rules): in some reading, each named parameter has some value that matches.
+        """
+        if self.query is None:
+            return True
+        if loose:
+            return any(
+                all(
+                    any(star_matches(glob, value) for value in reading.get(name, ()))
+                    for name, glob in self._query_globs
+                )
+                for reading in readings
+            )
+        return all(
+            all(
+                bool(values := reading.get(name, ())) and all(star_matches(glob, value) for value in values)
+                for name, glob in self._query_globs
+            )
+            for reading in readings
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    rules: tuple[Rule, ...]
+    rules: tuple[Rule, ...]  # the allow rules, in decision order: included documents' first
     source: str  # file name as given
+    deny: tuple[Rule, ...] = ()  # the deny rules, in the same order
+    includes: tuple[str, ...] = ()  # every document included (file names, `preset:NAME`), in order
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Parsing
+# The language as data: value types and key tables
 
 _STR: Final = "tag:yaml.org,2002:str"
 _INT: Final = "tag:yaml.org,2002:int"
 _FLOAT: Final = "tag:yaml.org,2002:float"
+_BOOL: Final = "tag:yaml.org,2002:bool"
 _NULL: Final = "tag:yaml.org,2002:null"
-_TOP_KEYS: Final = ("version", "allow")
-_RULE_KEYS: Final = ("domain", "methods", "paths", "ports")
 # YAML 1.1 also reads 0755, 0x1bb, 1_000 and 4:20 as integers; a port is written in plain decimal.
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]*")
+_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
+_MAX_INCLUDE_DEPTH: Final = 16
+
+# load(reference as written, source of the including document) -> (source of the included document, its text).
+# The returned source names the document in errors and rule sources, and identifies it for include-once and
+# cycle detection. May raise OSError or UnicodeDecodeError.
+type IncludeLoader = Callable[[str, str], tuple[str, str]]
 
 
-def parse_policy(text: str, source: str = "<string>") -> Policy:
-    """Parse policy YAML; raises PolicyError `SOURCE:LINE: key.path: message` on the first problem."""
-    return _Parser(source).policy(text)
+class ValueType[T](ABC):
+    """How one YAML value is checked and converted (`parse`), and the JSON Schema that describes it."""
+
+    @abstractmethod
+    def parse(self, fields: _Fields, node: Node, at: str) -> T:
+        """The value of `node` at key path `at`; `fields` holds the enclosing mapping and its document."""
+
+    @abstractmethod
+    def schema(self) -> dict[str, Any]:
+        """JSON Schema (2020-12) of what `parse` accepts; a superset where JSON Schema cannot say more."""
 
 
-def load_policy(path: str | os.PathLike[str]) -> Policy:
-    """Read and parse a policy file; an unreadable file is a PolicyError too."""
-    name = os.fspath(path)
-    try:
-        with open(name, encoding="utf-8-sig") as file:
-            text = file.read()
-    except OSError as e:
-        raise PolicyError(f"{name}: cannot read policy: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise PolicyError(f"{name}: cannot read policy: not UTF-8 text (byte {e.start})") from e
-    return parse_policy(text, name)
+@dataclass(frozen=True, slots=True)
+class Key[T]:
+    """One key of a mapping: its name, value type and the description editors and docs show."""
+
+    name: str
+    type: ValueType[T]
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """The keys a mapping may have. Unknown and duplicate keys are errors; keys are parsed in table order."""
+
+    keys: tuple[Key[Any], ...]
+    expected: str  # what an error calls a value that is no mapping: "a mapping with 'domain'"
+    action: Literal["allow", "deny"] | None = None  # for rule tables
+    exactly_one: tuple[str, ...] = ()  # keys of which exactly one must be given
+    elsewhere: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # key -> why not here
+
+    def read(self, doc: _Doc, node: Node, at: str) -> _Fields:
+        if not isinstance(node, MappingNode):
+            doc.fail(_line(node), at, f"expected {self.expected}, got {_show(node)}")
+        names = {key.name for key in self.keys}
+        nodes: dict[str, Node] = {}
+        first_seen: dict[str, int] = {}
+        for key, value in node.value:
+            if not _is_str(key):
+                doc.fail(_line(key), at, f"expected a string key, got {_show(key)}")
+            name = key.value
+            if name in first_seen:
+                doc.fail(_line(key), at, f"duplicate key {name!r} (first on line {first_seen[name]})")
+            if name not in names:
+                hint = f" ({self.elsewhere[name]})" if name in self.elsewhere else ""
+                doc.fail(_line(key), at, f"unknown key {name!r}{hint}")
+            first_seen[name] = _line(key)
+            nodes[name] = value
+        for required in self.keys:
+            if required.required and required.name not in nodes:
+                doc.fail(_line(node), at, f"missing required key {required.name!r}")
+        if self.exactly_one:
+            given = sorted((first_seen[name], name) for name in self.exactly_one if name in nodes)
+            if not given:
+                doc.fail(_line(node), at, "missing required key " + " or ".join(map(repr, self.exactly_one)))
+            if len(given) > 1:
+                doc.fail(given[1][0], at, "use only one of " + " and ".join(repr(name) for _, name in given))
+        fields = _Fields(doc, nodes, at, _line(node), self.action)
+        for key in self.keys:
+            fields.get(key)
+        return fields
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {key.name: {"description": key.description, **key.type.schema()} for key in self.keys},
+            "additionalProperties": False,
+        }
+        required = [key.name for key in self.keys if key.required]
+        if required:
+            schema["required"] = required
+        if self.exactly_one:
+            schema["oneOf"] = [{"required": [name]} for name in self.exactly_one]
+        return schema
+
+
+class _Doc:
+    """One document being parsed: its source name and how its errors read."""
+
+    __slots__ = ("preset", "rules_seen", "source")
+
+    def __init__(self, source: str, *, preset: bool) -> None:
+        self.source = source
+        self.preset = preset
+        self.rules_seen = 0
+
+    def fail(self, line: int, at: str, message: str) -> NoReturn:
+        where = f"{self.source}:{line}: {at}: " if at else f"{self.source}:{line}: "
+        raise PolicyError(where + message)
+
+    def default_id(self, line: int) -> str:
+        """FILE:LINE of the rule; in a preset, `preset:NAME/N` for its N-th rule."""
+        self.rules_seen += 1
+        return f"{self.source}/{self.rules_seen}" if self.preset else f"{self.source}:{line}"
+
+    def compose(self, text: str) -> Node | None:
+        try:
+            return yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            problem = e.problem or e.context
+            if e.problem and e.context:
+                problem = f"{e.problem} ({e.context})"
+            self.fail(mark.line + 1 if mark else 1, "", f"invalid YAML: {problem}")
+        except yaml.reader.ReaderError as e:
+            line = text.count("\n", 0, e.position) + 1
+            self.fail(line, "", f"invalid YAML: unacceptable character #x{e.character:04x}: {e.reason}")
+        except RecursionError:  # the composer recurses once per nesting level
+            self.fail(1, "", "invalid YAML: nested too deeply")
+
+
+class _Fields:
+    """The keys of one mapping node, each parsed on first use: a key's type may consult its siblings."""
+
+    __slots__ = ("_nodes", "_values", "action", "at", "doc", "line")
+
+    def __init__(
+        self, doc: _Doc, nodes: dict[str, Node], at: str, line: int, action: Literal["allow", "deny"] | None
+    ) -> None:
+        self.doc = doc
+        self.at = at
+        self.line = line
+        self.action = action
+        self._nodes = nodes
+        self._values: dict[str, object] = {}
+
+    def get[T](self, key: Key[T]) -> T | None:
+        if key.name in self._values:
+            return cast("T", self._values[key.name])
+        node = self._nodes.get(key.name)
+        if node is None:
+            return None
+        value = key.type.parse(self, node, f"{self.at}.{key.name}" if self.at else key.name)
+        self._values[key.name] = value
+        return value
+
+    def line_of(self, name: str) -> int:
+        return _line(self._nodes[name])
 
 
 def _line(node: Node) -> int:
@@ -304,138 +750,510 @@ def _is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == _NULL
 
 
-class _Parser:
-    def __init__(self, source: str) -> None:
-        self.source = source
+class VersionType(ValueType[int]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> int:
+        if not (isinstance(node, ScalarNode) and node.tag == _INT and node.value == "1"):
+            fields.doc.fail(_line(node), at, f"unsupported version {_show(node)} (expected 1)")
+        return 1
 
-    def fail(self, line: int, key_path: str, message: str) -> NoReturn:
-        where = f"{self.source}:{line}: {key_path}: " if key_path else f"{self.source}:{line}: "
-        raise PolicyError(where + message)
+    def schema(self) -> dict[str, Any]:
+        return {"const": 1}
 
-    def policy(self, text: str) -> Policy:
-        root = self.compose(text)
-        if root is None or _is_null(root):
-            self.fail(1, "", "empty policy (expected 'version: 1')")
-        fields = self.mapping(root, "", "a mapping with 'version' and 'allow'", _TOP_KEYS)
-        version = fields.get("version")
-        if version is None:
-            self.fail(_line(root), "", "missing required key 'version'")
-        if not (isinstance(version, ScalarNode) and version.tag == _INT and version.value == "1"):
-            self.fail(_line(version), "version", f"unsupported version {_show(version)} (expected 1)")
-        allow = fields.get("allow")
-        if allow is None or _is_null(allow):
-            return Policy(rules=(), source=self.source)
-        if not isinstance(allow, SequenceNode):
-            self.fail(_line(allow), "allow", f"expected a list of rules, got {_show(allow)}")
-        rules = tuple(self.rule(node, f"allow[{index}]") for index, node in enumerate(allow.value))
-        return Policy(rules=rules, source=self.source)
 
-    def compose(self, text: str) -> Node | None:
-        try:
-            return yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            problem = e.problem or e.context
-            if e.problem and e.context:
-                problem = f"{e.problem} ({e.context})"
-            self.fail(mark.line + 1 if mark else 1, "", f"invalid YAML: {problem}")
-        except yaml.reader.ReaderError as e:
-            line = text.count("\n", 0, e.position) + 1
-            self.fail(line, "", f"invalid YAML: unacceptable character #x{e.character:04x}: {e.reason}")
-        except RecursionError:  # the composer recurses once per nesting level
-            self.fail(1, "", "invalid YAML: nested too deeply")
+class FlagType(ValueType[bool]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> bool:
+        if not (isinstance(node, ScalarNode) and node.tag == _BOOL):
+            fields.doc.fail(_line(node), at, f"expected true or false, got {_show(node)}")
+        return str(node.value).lower() in ("true", "yes", "on")
 
-    def mapping(self, node: Node, key_path: str, expected: str, known: tuple[str, ...]) -> dict[str, Node]:
-        if not isinstance(node, MappingNode):
-            self.fail(_line(node), key_path, f"expected {expected}, got {_show(node)}")
-        fields: dict[str, Node] = {}
-        first_seen: dict[str, int] = {}
-        for key, value in node.value:
-            if not _is_str(key):
-                self.fail(_line(key), key_path, f"expected a string key, got {_show(key)}")
-            name = key.value
-            if name in first_seen:
-                self.fail(_line(key), key_path, f"duplicate key {name!r} (first on line {first_seen[name]})")
-            if name not in known:
-                self.fail(_line(key), key_path, f"unknown key {name!r}")
-            first_seen[name] = _line(key)
-            fields[name] = value
-        return fields
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
 
-    def rule(self, node: Node, key_path: str) -> Rule:
-        fields = self.mapping(node, key_path, "a mapping with 'domain'", _RULE_KEYS)
-        domain = fields.get("domain")
-        if domain is None:
-            self.fail(_line(node), key_path, "missing required key 'domain'")
-        methods, paths, ports = fields.get("methods"), fields.get("paths"), fields.get("ports")
-        return Rule(
-            domain=self.domain(domain, f"{key_path}.domain"),
-            ports=DEFAULT_PORTS if ports is None else self.ports(ports, f"{key_path}.ports"),
-            methods=None if methods is None else self.methods(methods, f"{key_path}.methods"),
-            paths=None if paths is None else self.paths(paths, f"{key_path}.paths"),
-            source=f"{self.source}:{_line(node)}",
-        )
 
-    def domain(self, node: Node, key_path: str) -> str:
+class CommentType(ValueType[str]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> str:
+        if not _is_str(node):
+            fields.doc.fail(_line(node), at, f"expected a comment (a string), got {_show(node)}")
+        return str(node.value)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string"}
+
+
+class IdType(ValueType[str]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> str:
+        if not _is_str(node):
+            fields.doc.fail(_line(node), at, f"expected an id (a string), got {_show(node)}")
+        text = str(node.value)
+        if not _ID.fullmatch(text):
+            rule = "letters, digits and '._:/@+-', starting with a letter or digit, at most 100 characters"
+            fields.doc.fail(_line(node), at, f"invalid id {_show(node)}: {rule}")
+        if text.startswith(PRESET_PREFIX) and not fields.doc.preset:
+            fields.doc.fail(_line(node), at, f"invalid id {_show(node)}: {PRESET_PREFIX!r} is reserved for presets")
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": f"^{_ID.pattern}$", "not": {"pattern": f"^{PRESET_PREFIX}"}}
+
+
+class PortType(ValueType[int]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> int:
+        if not (isinstance(node, ScalarNode) and node.tag == _INT and _DECIMAL.fullmatch(node.value)):
+            fields.doc.fail(_line(node), at, f"expected a port number, got {_show(node)}")
+        port = int(node.value)
+        if not 1 <= port <= 65535:
+            fields.doc.fail(_line(node), at, f"port {port} out of range (1-65535)")
+        return port
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 1, "maximum": 65535}
+
+
+class MethodType(ValueType[str]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> str:
+        if not _is_str(node):
+            fields.doc.fail(_line(node), at, f"expected a method name, got {_show(node)}")
+        method = str(node.value).upper()
+        if method != ANY_METHOD and method not in KNOWN_METHODS:
+            fields.doc.fail(_line(node), at, f"unknown method {_show(node)}")
+        return method
+
+    def schema(self) -> dict[str, Any]:
+        # Case-insensitive, and JSON Schema's regexes have no flags: spell each letter as a class.
+        spellings = ["".join(f"[{c}{c.lower()}]" for c in method) for method in sorted(KNOWN_METHODS)]
+        return {"type": "string", "pattern": "^(?:\\*|" + "|".join(spellings) + ")$"}
+
+
+class HostPatternType(ValueType[str]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> str:
         # A bare 2130706433 or 127.1 is an int or a float to YAML, and still an address to inet_aton.
         if not (isinstance(node, ScalarNode) and node.tag in (_STR, _INT, _FLOAT)):
-            self.fail(_line(node), key_path, f"expected a host name, got {_show(node)}")
-        text = node.value
-        if "*" in text:
-            self.fail(_line(node), key_path, f"wildcard domains are not supported yet: {_show(node)}")
+            fields.doc.fail(_line(node), at, f"expected a host name, got {_show(node)}")
+        text = str(node.value)
         if is_ip_literal(text):
-            self.fail(_line(node), key_path, f"IP addresses cannot be named yet: {_show(node)}")
+            fields.doc.fail(_line(node), at, f"IP addresses cannot be named yet: {_show(node)}")
         try:
-            return normalize_host(text)
+            pattern = normalize_domain_pattern(text)
         except ValueError as e:
-            self.fail(_line(node), key_path, f"invalid host name {_show(node)}: {e}")
+            fields.doc.fail(_line(node), at, f"invalid host name {_show(node)}: {e}")
+        reason = broad_reason(pattern)
+        # A deny rule may be as broad as it likes: denying too much never opens a hole.
+        if reason and fields.action == "allow" and not fields.get(_ALLOW_BROAD):
+            hint = "add 'allow_broad: true' to the rule if you mean it"
+            fields.doc.fail(_line(node), at, f"over-broad domain {_show(node)}: {reason} ({hint})")
+        return pattern
 
-    def items(self, node: Node, key_path: str, what: str, omitted: str) -> list[Node]:
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": r"^(?:\*\*?|(?:\*\*?\.)?[^*\s/:@]+)$"}
+
+
+class PathPatternType(ValueType[str]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> str:
+        if not _is_str(node):
+            fields.doc.fail(_line(node), at, f"expected a path pattern, got {_show(node)}")
+        pattern = str(node.value)
+        if not pattern.startswith("/"):
+            fields.doc.fail(_line(node), at, f"path must start with '/': {_show(node)}")
+        if "?" in pattern:
+            fields.doc.fail(_line(node), at, f"path cannot contain a query: {_show(node)}")
+        raw = bool(fields.get(_RAW_PATHS))
+        try:
+            normal = normalize_path(pattern)
+        except AmbiguousPathError as e:
+            if raw and raw_target_matchable(pattern):
+                return pattern
+            hint = "" if raw else " (only a rule with 'raw_paths: true' may name it)"
+            fields.doc.fail(_line(node), at, f"ambiguous path {_show(node)}: {e}{hint}")
+        if normal != pattern:
+            # Requests are normalized before matching, so this pattern could never match as written.
+            fields.doc.fail(_line(node), at, f"path {_show(node)} is not in normal form (write {normal!r})")
+        return pattern
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^/[^?#]*$"}
+
+
+@dataclass(frozen=True, slots=True)
+class ListType[T](ValueType[tuple[T, ...]]):
+    item: ValueType[T]
+    what: str  # "methods": "expected a list of methods"
+    omitted: str | None = None  # why an empty list is refused ("omit 'x' to ..."); None: empty is fine
+    nullable: bool = False  # whether `key:` with no value means the empty list
+
+    def parse(self, fields: _Fields, node: Node, at: str) -> tuple[T, ...]:
+        if self.nullable and _is_null(node):
+            return ()
         if not isinstance(node, SequenceNode):
-            self.fail(_line(node), key_path, f"expected a list of {what}, got {_show(node)}")
+            fields.doc.fail(_line(node), at, f"expected a list of {self.what}, got {_show(node)}")
+        if not node.value and self.omitted:
+            fields.doc.fail(_line(node), at, f"empty list ({self.omitted})")
+        return tuple(self.item.parse(fields, item, at) for item in node.value)
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": ["array", "null"] if self.nullable else "array", "items": self.item.schema()}
+        if self.omitted:
+            schema["minItems"] = 1
+        return schema
+
+
+class MethodsType(ValueType[frozenset[str] | None]):
+    """A list of methods; `["*"]` means any method, the same as leaving `methods` out (None)."""
+
+    _list: Final = ListType(MethodType(), "methods", "omit 'methods' to allow any method")
+
+    def parse(self, fields: _Fields, node: Node, at: str) -> frozenset[str] | None:
+        methods = frozenset(self._list.parse(fields, node, at))
+        if ANY_METHOD not in methods:
+            return methods
+        if len(methods) > 1:
+            fields.doc.fail(_line(node), at, "'*' (any method) cannot be combined with other methods")
+        return None
+
+    def schema(self) -> dict[str, Any]:
+        return self._list.schema()
+
+
+class QueryType(ValueType[tuple[tuple[str, str], ...]]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> tuple[tuple[str, str], ...]:
+        if not isinstance(node, MappingNode):
+            fields.doc.fail(_line(node), at, f"expected a mapping of parameter names to patterns, got {_show(node)}")
         if not node.value:
-            self.fail(_line(node), key_path, f"empty list ({omitted})")
-        items: list[Node] = node.value
-        return items
+            fields.doc.fail(_line(node), at, "empty mapping (omit 'query' to ignore the query string)")
+        pairs: list[tuple[str, str]] = []
+        first_seen: dict[str, int] = {}
+        for key, value in node.value:
+            if not (_is_str(key) and key.value):
+                fields.doc.fail(_line(key), at, f"expected a parameter name, got {_show(key)}")
+            name = str(key.value)
+            if name in first_seen:
+                fields.doc.fail(_line(key), at, f"duplicate parameter {name!r} (first on line {first_seen[name]})")
+            first_seen[name] = _line(key)
+            if not _is_str(value):
+                problem = f"expected a value pattern (a string; quote numbers), got {_show(value)}"
+                fields.doc.fail(_line(value), f"{at}.{name}", problem)
+            pairs.append((name, str(value.value)))
+        return tuple(pairs)
 
-    def methods(self, node: Node, key_path: str) -> frozenset[str]:
-        methods = set()
-        for item in self.items(node, key_path, "methods", "omit 'methods' to allow any method"):
-            if not _is_str(item):
-                self.fail(_line(item), key_path, f"expected a method name, got {_show(item)}")
-            method = item.value.upper()
-            if method not in KNOWN_METHODS:
-                self.fail(_line(item), key_path, f"unknown method {_show(item)}")
-            methods.add(method)
-        return frozenset(methods)
+    def schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"minLength": 1},
+            "additionalProperties": {"type": "string"},
+        }
 
-    def ports(self, node: Node, key_path: str) -> frozenset[int]:
-        ports = set()
-        for item in self.items(node, key_path, "ports", "omit 'ports' for the default 80 and 443"):
-            if not (isinstance(item, ScalarNode) and item.tag == _INT and _DECIMAL.fullmatch(item.value)):
-                self.fail(_line(item), key_path, f"expected a port number, got {_show(item)}")
-            port = int(item.value)
-            if not 1 <= port <= 65535:
-                self.fail(_line(item), key_path, f"port {port} out of range (1-65535)")
-            ports.add(port)
-        return frozenset(ports)
 
-    def paths(self, node: Node, key_path: str) -> tuple[str, ...]:
-        paths = []
-        for item in self.items(node, key_path, "paths", "omit 'paths' to allow any path"):
-            if not _is_str(item):
-                self.fail(_line(item), key_path, f"expected a path pattern, got {_show(item)}")
-            pattern: str = item.value
-            if not pattern.startswith("/"):
-                self.fail(_line(item), key_path, f"path must start with '/': {_show(item)}")
-            if "?" in pattern:
-                self.fail(_line(item), key_path, f"path cannot contain a query: {_show(item)}")
+@dataclass(frozen=True, slots=True)
+class _Include:
+    reference: str  # as written: a file name, or preset:NAME
+    line: int
+    at: str
+
+
+class IncludeType(ValueType[_Include]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> _Include:
+        if not (_is_str(node) and node.value):
+            fields.doc.fail(_line(node), at, f"expected a file name or 'preset:NAME', got {_show(node)}")
+        reference = str(node.value)
+        if reference.startswith(PRESET_PREFIX) and reference.removeprefix(PRESET_PREFIX) not in PRESETS:
+            known = ", ".join(sorted(PRESETS))
+            fields.doc.fail(_line(node), at, f"unknown preset {_show(node)} (known presets: {known})")
+        return _Include(reference, _line(node), at)
+
+    def schema(self) -> dict[str, Any]:
+        presets = [
+            {"const": PRESETS[name].source, "description": PRESETS[name].description} for name in sorted(PRESETS)
+        ]
+        a_file = {"not": {"pattern": f"^{PRESET_PREFIX}"}, "description": "A policy file, relative to this one."}
+        return {"type": "string", "minLength": 1, "anyOf": [*presets, a_file]}
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    ports: frozenset[int] | None
+
+
+class SettingsType(ValueType[_Settings]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> _Settings:
+        settings = SETTINGS_TABLE.read(fields.doc, node, at)
+        ports = settings.get(_DEFAULT_PORTS)
+        return _Settings(ports=None if ports is None else frozenset(ports))
+
+    def schema(self) -> dict[str, Any]:
+        return SETTINGS_TABLE.schema()
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A parsed rule and where it came from, until its id is checked against every other rule's."""
+
+    rule: Rule
+    doc: _Doc
+    at: str
+    line: int  # of the explicit `id`, else of the rule
+    explicit_id: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RuleListType(ValueType[tuple[_Entry, ...]]):
+    table: Table
+
+    def parse(self, fields: _Fields, node: Node, at: str) -> tuple[_Entry, ...]:
+        if _is_null(node):
+            return ()
+        if not isinstance(node, SequenceNode):
+            fields.doc.fail(_line(node), at, f"expected a list of rules, got {_show(node)}")
+        return tuple(
+            _build_rule(self.table.read(fields.doc, item, f"{at}[{index}]"), fields)
+            for index, item in enumerate(node.value)
+        )
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": ["array", "null"], "items": self.table.schema()}
+
+
+def _build_rule(fields: _Fields, top: _Fields) -> _Entry:
+    """A Rule from a rule mapping whose keys all parsed; `top` is the document's top-level mapping."""
+    action = fields.action or "allow"
+    domain = fields.get(_DOMAIN)
+    domains = (domain,) if domain is not None else tuple(dict.fromkeys(fields.get(_DOMAINS) or ()))
+    ports: frozenset[int] | None
+    listed = fields.get(_PORTS)
+    if listed is not None:
+        ports = frozenset(listed)
+    elif action == "deny":
+        ports = None  # a deny rule is about the host, whatever the port
+    else:
+        settings = top.get(_DEFAULTS)
+        ports = settings.ports if settings is not None and settings.ports is not None else DEFAULT_PORTS
+    explicit_id = fields.get(_RULE_ID)
+    rule = Rule(
+        domain=domains[0],
+        ports=ports,
+        methods=fields.get(_METHODS),
+        paths=fields.get(_PATHS),
+        source=f"{fields.doc.source}:{fields.line}",
+        id=explicit_id or fields.doc.default_id(fields.line),
+        domains=domains,
+        query=fields.get(_QUERY),
+        raw_paths=bool(fields.get(_RAW_PATHS)),
+        allow_broad=bool(fields.get(_ALLOW_BROAD)),
+        action=action,
+        comment=fields.get(_COMMENT),
+    )
+    line = fields.line_of(_RULE_ID.name) if explicit_id else fields.line
+    return _Entry(rule, fields.doc, fields.at, line, explicit_id is not None)
+
+
+# --- the tables ----------------------------------------------------------------------------------------------
+
+_DOMAIN: Final = Key(
+    "domain",
+    HostPatternType(),
+    "The host this rule is about. `example.com`: exactly that host (case, one trailing dot and the IDNA "
+    "spelling do not matter). `*.example.com`: any name under it, never example.com itself. "
+    "`**.example.com`: example.com and any name under it. A wildcard over a public suffix (`*.com`, "
+    "`**.co.uk`, `*.github.io`) or alone (`*`, `**`) needs `allow_broad: true`. IP addresses cannot be named. "
+    "Give either `domain` or `domains`.",
+)
+_DOMAINS: Final = Key(
+    "domains",
+    ListType(HostPatternType(), "host names", "name at least one host"),
+    "Several hosts for one rule, each written like `domain`. Give either `domain` or `domains`.",
+)
+_PORTS: Final = Key(
+    "ports",
+    ListType(PortType(), "ports", "omit 'ports' for the default 80 and 443"),
+    "TCP ports. An allow rule without `ports` gets `defaults.ports` of its file, else [80, 443]; a deny rule "
+    "without `ports` applies to every port.",
+)
+_METHODS: Final = Key(
+    "methods",
+    MethodsType(),
+    'HTTP methods, in any case. Omitted or `"*"` (quoted): any method. Only a rule without `methods`, '
+    "`paths` and `query` decides non-HTTP streams.",
+)
+_PATHS: Final = Key(
+    "paths",
+    ListType(PathPatternType(), "paths", "omit 'paths' to allow any path"),
+    "Path patterns, matched against the normalized path without the query. `*` matches within one segment; a "
+    "whole `**` segment matches any number of segments (`/a/**` matches /a, /a/ and /a/b/c); everything else "
+    "is literal. Omitted: any path.",
+)
+_QUERY: Final = Key(
+    "query",
+    QueryType(),
+    "Query parameters the request must carry: name -> value pattern, where `*` matches any run of characters. "
+    "Compared percent-decoded; other parameters are allowed. An allow rule needs every value of each named "
+    "parameter to match, a deny rule any one. Omitted: the query string is ignored.",
+)
+_RAW_PATHS: Final = Key(
+    "raw_paths",
+    FlagType(),
+    "Allow rules only. Also let `paths` match targets that normalization refuses as ambiguous (an encoded '/', "
+    "'\\' or NUL, '..' above the root, ...), compared as sent. Wildcards never match those characters or dot "
+    "segments: write them literally. Risky: the server, not boundary, decides what `%2F` means there.",
+)
+_ALLOW_BROAD: Final = Key(
+    "allow_broad",
+    FlagType(),
+    "Allow rules only. Accept over-broad domain patterns: a wildcard over a public suffix, or every host.",
+)
+_RULE_ID: Final = Key(
+    "id",
+    IdType(),
+    "The name audit lines and 403 replies show for this rule (default: FILE:LINE). Unique across the policy "
+    "and everything it includes; `preset:` is reserved.",
+)
+_COMMENT: Final = Key("comment", CommentType(), "Free text for readers of the policy; ignored.")
+
+RULE_TABLE: Final = Table(
+    keys=(_DOMAIN, _DOMAINS, _PORTS, _METHODS, _PATHS, _QUERY, _RAW_PATHS, _ALLOW_BROAD, _RULE_ID, _COMMENT),
+    expected="a mapping with 'domain'",
+    action="allow",
+    exactly_one=("domain", "domains"),
+)
+DENY_RULE_TABLE: Final = Table(
+    keys=tuple(key for key in RULE_TABLE.keys if key not in (_RAW_PATHS, _ALLOW_BROAD)),
+    expected="a mapping with 'domain'",
+    action="deny",
+    exactly_one=("domain", "domains"),
+    elsewhere=MappingProxyType(
+        {
+            "raw_paths": "deny rules always apply to ambiguous paths: their paths are taken to match",
+            "allow_broad": "deny rules may be as broad as they like",
+        }
+    ),
+)
+
+_DEFAULT_PORTS: Final = Key(
+    "ports",
+    ListType(PortType(), "ports", "omit 'ports' for the built-in 80 and 443"),
+    "The ports of this file's allow rules that name none (built-in default: [80, 443]).",
+)
+SETTINGS_TABLE: Final = Table(keys=(_DEFAULT_PORTS,), expected="a mapping of settings")
+
+_VERSION: Final = Key("version", VersionType(), "The format version: 1.", required=True)
+_INCLUDE: Final = Key(
+    "include",
+    ListType(IncludeType(), "files or presets", nullable=True),
+    "Other policy documents whose rules come before this file's: a path relative to this file, or "
+    f"`preset:NAME` for a built-in preset ({', '.join(sorted(PRESETS))}). Each document is included once; a "
+    "cycle is an error. An included file keeps its own `defaults`.",
+)
+_DEFAULTS: Final = Key(
+    "defaults", SettingsType(), "Settings for the rules of this file (not of the files it includes)."
+)
+_ALLOW: Final = Key(
+    "allow",
+    RuleListType(RULE_TABLE),
+    "Rules that allow requests. A request is allowed when an allow rule matches it and no deny rule does; "
+    "anything else is denied.",
+)
+_DENY: Final = Key(
+    "deny",
+    RuleListType(DENY_RULE_TABLE),
+    "Rules that deny requests. A matching deny rule wins over every allow rule.",
+)
+POLICY_TABLE: Final = Table(
+    keys=(_VERSION, _INCLUDE, _DEFAULTS, _ALLOW, _DENY), expected="a mapping with 'version' and 'allow'"
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parsing
+
+
+def parse_policy(text: str, source: str = "<string>", load: IncludeLoader | None = None) -> Policy:
+    """Parse policy YAML; raises PolicyError `SOURCE:LINE: key.path: message` on the first problem.
+
+    `load` resolves file includes (see `IncludeLoader`); without it only presets can be included. Pure as
+    long as `load` is.
+    """
+    return _Assembler(load).policy(text, source, source)
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and parse a policy file and the files it includes (relative to the including file's directory);
+    an unreadable file is a PolicyError too."""
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8-sig") as file:
+            text = file.read()
+    except OSError as e:
+        raise PolicyError(f"{name}: cannot read policy: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise PolicyError(f"{name}: cannot read policy: not UTF-8 text (byte {e.start})") from e
+    return _Assembler(_read_include).policy(text, name, os.path.normpath(name))
+
+
+def _read_include(reference: str, including: str) -> tuple[str, str]:
+    name = os.path.normpath(os.path.join(os.path.dirname(including), reference))
+    with open(name, encoding="utf-8-sig") as file:
+        return name, file.read()
+
+
+class _Assembler:
+    """Collects the rules of a document and, depth first, of everything it includes."""
+
+    def __init__(self, load: IncludeLoader | None) -> None:
+        self.load = load
+        self.allow: list[Rule] = []
+        self.deny: list[Rule] = []
+        self.ids: dict[str, Rule] = {}
+        self.stack: list[tuple[str, str]] = []  # (identity, source) of the documents being parsed
+        self.done: set[str] = set()
+        self.includes: list[str] = []
+
+    def policy(self, text: str, source: str, identity: str) -> Policy:
+        self.document(text, source, identity, preset=False)
+        return Policy(tuple(self.allow), source, tuple(self.deny), tuple(self.includes))
+
+    def document(self, text: str, source: str, identity: str, *, preset: bool) -> None:
+        doc = _Doc(source, preset=preset)
+        root = doc.compose(text)
+        if root is None or _is_null(root):
+            doc.fail(1, "", "empty policy (expected 'version: 1')")
+        self.stack.append((identity, source))
+        fields = POLICY_TABLE.read(doc, root, "")
+        for include in fields.get(_INCLUDE) or ():
+            self.include(doc, include)
+        for entry in (*(fields.get(_ALLOW) or ()), *(fields.get(_DENY) or ())):
+            self.add(entry)
+        self.stack.pop()
+        self.done.add(identity)
+
+    def include(self, doc: _Doc, include: _Include) -> None:
+        reference = include.reference
+        if reference.startswith(PRESET_PREFIX):
+            preset = PRESETS[reference.removeprefix(PRESET_PREFIX)]
+            source, text, is_preset = preset.source, preset.text, True
+        else:
+            if self.load is None:
+                doc.fail(include.line, include.at, f"cannot include {reference!r}: no file loader (use load_policy)")
             try:
-                normal = normalize_path(pattern)
-            except AmbiguousPathError as e:
-                self.fail(_line(item), key_path, f"ambiguous path {_show(item)}: {e}")
-            if normal != pattern:
-                # Requests are normalized before matching, so this pattern could never match as written.
-                self.fail(_line(item), key_path, f"path {_show(item)} is not in normal form (write {normal!r})")
-            paths.append(pattern)
-        return tuple(paths)
+                source, text = self.load(reference, doc.source)
+            except OSError as e:
+                doc.fail(include.line, include.at, f"cannot read {reference!r}: {e.strerror or e}")
+            except UnicodeDecodeError as e:
+                doc.fail(include.line, include.at, f"cannot read {reference!r}: not UTF-8 text (byte {e.start})")
+            is_preset = False
+        identities = [identity for identity, _ in self.stack]
+        if source in identities:
+            cycle = [name for _, name in self.stack[identities.index(source) :]]
+            doc.fail(include.line, include.at, "cycle: " + " -> ".join([*cycle, source]))
+        if source in self.done:
+            return  # included once already (a diamond, not a cycle)
+        if len(self.stack) >= _MAX_INCLUDE_DEPTH:
+            doc.fail(include.line, include.at, f"includes nested more than {_MAX_INCLUDE_DEPTH} deep")
+        self.includes.append(source)
+        self.document(text, source, source, preset=is_preset)
+
+    def add(self, entry: _Entry) -> None:
+        rule = entry.rule
+        other = self.ids.get(rule.id)
+        if other is not None:
+            at = f"{entry.at}.id" if entry.explicit_id else entry.at
+            entry.doc.fail(entry.line, at, f"duplicate id {rule.id!r} (also the id of the rule at {other.source})")
+        self.ids[rule.id] = rule
+        (self.allow if rule.action == "allow" else self.deny).append(rule)

@@ -53,7 +53,11 @@ def identities(user: str | None, env: dict[str, str], uid: int, gid: int) -> tup
     if name is None or (name == "root" and uid == 0):
         return invoker, invoker
     if uid != 0:
-        if user is not None and user != pwd.getpwuid(uid).pw_name:
+        try:
+            own_name: str | None = pwd.getpwuid(uid).pw_name
+        except KeyError:  # a uid without a passwd entry (common in containers) has no name to ask for
+            own_name = None
+        if user is not None and user != own_name:
             raise UsageError(f"--user '{user}': only root can run the workload as another user")
         return invoker, invoker
     try:

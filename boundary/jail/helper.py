@@ -190,7 +190,8 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, JailError):
         return str(e)
     if isinstance(e, OSError):
-        return f"jail set-up failed: {e.strerror or e}"
+        subject = f"{e.filename}: " if e.filename is not None else ""  # e.g. the workload's cwd for chdir
+        return f"jail set-up failed: {subject}{e.strerror or e}"
     return f"jail set-up failed: {type(e).__name__}: {e}"
 
 

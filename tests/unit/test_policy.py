@@ -1,22 +1,42 @@
 """Specification of the policy file format: what parses to what, and every error with its exact location."""
 
+import errno
 import os
+import posixpath
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from boundary.errors import PolicyError
 from boundary.policy import (
     DEFAULT_PORTS,
+    DENY_RULE_TABLE,
     KNOWN_METHODS,
+    POLICY_TABLE,
+    PUBLIC_SUFFIXES,
+    RULE_TABLE,
+    SETTINGS_TABLE,
     AmbiguousPathError,
+    IncludeLoader,
     Policy,
     Rule,
+    broad_reason,
+    domain_pattern_matches,
+    domain_pattern_parts,
+    is_canonical_host,
     is_ip_literal,
     load_policy,
+    normalize_domain_pattern,
     normalize_host,
     normalize_path,
     parse_policy,
+    query_readings,
+    raw_target_matchable,
+    star_matches,
 )
 
 FULL = """\
@@ -156,7 +176,7 @@ ERRORS = [
     ),
     pytest.param(
         rules_text("  - domain: a.example", "  - methods: [GET]"),
-        "<string>:4: allow[1]: missing required key 'domain'",
+        "<string>:4: allow[1]: missing required key 'domain' or 'domains'",
         id="domain-missing",
     ),
     pytest.param(
@@ -186,9 +206,10 @@ ERRORS = [
         id="domain-bool",
     ),
     pytest.param(
-        rules_text("  - domain: '*.example.com'"),
-        "<string>:3: allow[0].domain: wildcard domains are not supported yet: '*.example.com'",
-        id="domain-wildcard",
+        rules_text("  - domain: 'a*.example.com'"),
+        "<string>:3: allow[0].domain: invalid host name 'a*.example.com':"
+        " '*' and '**' may only form the whole first label, as in '*.example.com'",
+        id="domain-wildcard-inside-label",
     ),
     pytest.param(
         rules_text("  - domain: 10.0.0.1"),
@@ -338,7 +359,8 @@ ERRORS = [
     ),
     pytest.param(
         rules_text("  - domain: a.example", "    paths: ['/a%2Fb']"),
-        "<string>:4: allow[0].paths: ambiguous path '/a%2Fb': encoded '/'",
+        "<string>:4: allow[0].paths: ambiguous path '/a%2Fb': encoded '/'"
+        " (only a rule with 'raw_paths: true' may name it)",
         id="path-ambiguous",
     ),
     pytest.param(
@@ -498,7 +520,7 @@ def test_is_ip_literal(host: str, is_ip: bool) -> None:
 
 
 def test_rule_id_is_its_source() -> None:
-    """Until rules get an `id:` key, a rule is identified by where it starts."""
+    """A rule without an `id:` key is identified by where it starts."""
     (parsed,) = parse_policy(FULL, "p.yaml").rules
     assert parsed.id == parsed.source == "p.yaml:3"
 
@@ -614,3 +636,980 @@ def test_load_policy_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as raised:
         load_policy(path)
     assert str(raised.value) == f"{path}: cannot read policy: not UTF-8 text (byte 11)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The policy language: domain patterns, deny rules, query, raw paths, ids, settings
+
+
+def new_rule(domain: str, line: int, **fields: Any) -> Rule:
+    """A rule as the parser builds it from `<string>`, with the default ports unless told otherwise."""
+    fields.setdefault("ports", DEFAULT_PORTS)
+    fields.setdefault("methods", None)
+    fields.setdefault("paths", None)
+    return Rule(domain=domain, source=f"<string>:{line}", **fields)
+
+
+def deny_rule(domain: str, line: int, **fields: Any) -> Rule:
+    """A deny rule as the parser builds it: every port unless told otherwise."""
+    fields.setdefault("ports", None)
+    return new_rule(domain, line, action="deny", **fields)
+
+
+def deny_text(*lines: str) -> str:
+    """A document whose deny rule lines start on line 3 (`version` on 1, `deny:` on 2)."""
+    return "version: 1\ndeny:\n" + "".join(line + "\n" for line in lines)
+
+
+LANGUAGE = [
+    # domain patterns
+    pytest.param(rules_text("  - domain: '*.example.com'"), (new_rule("*.example.com", 3),), (), id="subdomains"),
+    pytest.param(rules_text("  - domain: '**.Example.COM.'"), (new_rule("**.example.com", 3),), (), id="apex-and-sub"),
+    pytest.param(rules_text("  - domain: '*.bücher.de'"), (new_rule("*.xn--bcher-kva.de", 3),), (), id="idna-suffix"),
+    pytest.param(
+        rules_text("  - domain: '**.例え.テスト'"), (new_rule("**.xn--r8jz45g.xn--zckzah", 3),), (), id="idna-apex"
+    ),
+    pytest.param(
+        rules_text("  - domains: [a.example, '*.B.example', a.example.]"),
+        (new_rule("a.example", 3, domains=("a.example", "*.b.example")),),
+        (),
+        id="domains-deduplicated",
+    ),
+    pytest.param(
+        rules_text("  - domain: '*'", "    allow_broad: true"),
+        (new_rule("*", 3, allow_broad=True),),
+        (),
+        id="every-host-on-purpose",
+    ),
+    pytest.param(
+        rules_text("  - domains: ['**.co.uk', '*.github.io', '*.com', '**']", "    allow_broad: yes"),
+        (new_rule("**.co.uk", 3, domains=("**.co.uk", "*.github.io", "*.com", "**"), allow_broad=True),),
+        (),
+        id="broad-on-purpose",
+    ),
+    pytest.param(
+        rules_text("  - domain: '*.example.co.uk'", "  - domain: '*.me.github.io'", "  - domain: co.uk"),
+        (new_rule("*.example.co.uk", 3), new_rule("*.me.github.io", 4), new_rule("co.uk", 5)),
+        (),
+        id="under-a-public-suffix-is-fine",
+    ),
+    # methods
+    pytest.param(rules_text("  - domain: a.example", "    methods: ['*']"), (new_rule("a.example", 3),), (), id="any"),
+    pytest.param(
+        rules_text("  - domain: a.example", "    methods: ['*', '*']"), (new_rule("a.example", 3),), (), id="any-twice"
+    ),
+    # paths
+    pytest.param(
+        rules_text("  - domain: a.example", "    paths: ['/a/**', '/**/x', '/a**b', '/**']"),
+        (new_rule("a.example", 3, paths=("/a/**", "/**/x", "/a**b", "/**")),),
+        (),
+        id="span-patterns",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    raw_paths: true", "    paths: ['/p/group%2Fproject', '/v/*', '/%2f']"),
+        (new_rule("a.example", 3, paths=("/p/group%2Fproject", "/v/*", "/%2f"), raw_paths=True),),
+        (),
+        id="raw-paths",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    raw_paths: no"), (new_rule("a.example", 3),), (), id="raw-paths-no"
+    ),
+    # query
+    pytest.param(
+        rules_text("  - domain: a.example", "    query: {service: git-upload-pack, 'a b': '*', x: ''}"),
+        (new_rule("a.example", 3, query=(("service", "git-upload-pack"), ("a b", "*"), ("x", ""))),),
+        (),
+        id="query",
+    ),
+    # id and comment
+    pytest.param(
+        rules_text("  - domain: a.example", "    id: team/api.read-1", "    comment: the API, read-only"),
+        (new_rule("a.example", 3, id="team/api.read-1", comment="the API, read-only"),),
+        (),
+        id="id-and-comment",
+    ),
+    # settings
+    pytest.param(
+        "version: 1\ndefaults: {ports: [8443, 8443]}\nallow:\n  - domain: a.example\n  - domain: b.example\n"
+        "    ports: [443]\ndeny:\n  - domain: c.example\n",
+        (new_rule("a.example", 4, ports=frozenset({8443})), new_rule("b.example", 5, ports=frozenset({443}))),
+        (deny_rule("c.example", 8),),
+        id="default-ports",
+    ),
+    pytest.param("version: 1\ndefaults: {}\n", (), (), id="empty-defaults"),
+    # deny rules
+    pytest.param(
+        deny_text("  - domain: a.example", "  - domain: '*'", "    methods: [delete]", "    ports: [443]"),
+        (),
+        (deny_rule("a.example", 3), deny_rule("*", 4, methods=frozenset({"DELETE"}), ports=frozenset({443}))),
+        id="deny-rules-may-be-broad-and-cover-every-port",
+    ),
+    pytest.param(
+        "version: 1\ndeny:\n  - {domain: a.example, paths: ['/admin/**'], query: {x: '1'}, id: no-admin}\n"
+        "allow:\n  - domain: a.example\n",
+        (new_rule("a.example", 5),),
+        (deny_rule("a.example", 3, paths=("/admin/**",), query=(("x", "1"),), id="no-admin"),),
+        id="deny-before-allow-in-the-file",
+    ),
+    pytest.param("version: 1\ndeny:\ninclude:\n", (), (), id="null-lists"),
+    pytest.param("version: 1\ninclude: []\ndeny: []\n", (), (), id="empty-lists"),
+]
+
+
+@pytest.mark.parametrize(("text", "allow", "deny"), LANGUAGE)
+def test_language_parses_to_rules(text: str, allow: tuple[Rule, ...], deny: tuple[Rule, ...]) -> None:
+    """Each document parses to exactly these allow and deny rules, normalized, in file order."""
+    assert parse_policy(text) == Policy(allow, "<string>", deny)
+
+
+LANGUAGE_ERRORS = [
+    # domain / domains
+    pytest.param(
+        rules_text("  - domain: a.example", "    domains: [b.example]"),
+        "<string>:4: allow[0]: use only one of 'domain' and 'domains'",
+        id="domain-and-domains",
+    ),
+    pytest.param(
+        rules_text("  - domains: [b.example]", "    domain: a.example"),
+        "<string>:4: allow[0]: use only one of 'domains' and 'domain'",
+        id="domains-and-domain",
+    ),
+    pytest.param(
+        rules_text("  - paths: ['/x']"),
+        "<string>:3: allow[0]: missing required key 'domain' or 'domains'",
+        id="path-only-rule",
+    ),
+    pytest.param(
+        rules_text("  - methods: [GET]", "    ports: [443]"),
+        "<string>:3: allow[0]: missing required key 'domain' or 'domains'",
+        id="method-only-rule",
+    ),
+    pytest.param(
+        rules_text("  - domains: a.example"),
+        "<string>:3: allow[0].domains: expected a list of host names, got 'a.example'",
+        id="domains-scalar",
+    ),
+    pytest.param(
+        rules_text("  - domains: []"),
+        "<string>:3: allow[0].domains: empty list (name at least one host)",
+        id="domains-empty",
+    ),
+    pytest.param(
+        rules_text("  - domains:", "    - a.example", "    - b_c.example"),
+        "<string>:5: allow[0].domains: invalid host name 'b_c.example':"
+        " label 'b_c' must be letters, digits and inner hyphens",
+        id="domains-item-invalid",
+    ),
+    pytest.param(
+        rules_text("  - domains: [a.example, 10.0.0.1]"),
+        "<string>:3: allow[0].domains: IP addresses cannot be named yet: '10.0.0.1'",
+        id="domains-ip",
+    ),
+    # wildcard spellings
+    *(
+        pytest.param(
+            rules_text(f"  - domain: '{pattern}'"),
+            f"<string>:3: allow[0].domain: invalid host name '{pattern}': {why}",
+            id=f"wildcard-{pattern}",
+        )
+        for pattern, why in [
+            ("a.*.com", "'*' and '**' may only form the whole first label, as in '*.example.com'"),
+            ("*.*.com", "'*' and '**' may only form the whole first label, as in '*.example.com'"),
+            ("***.example.com", "'*' and '**' may only form the whole first label, as in '*.example.com'"),
+            ("*example.com", "'*' and '**' may only form the whole first label, as in '*.example.com'"),
+            ("example.*", "'*' and '**' may only form the whole first label, as in '*.example.com'"),
+            ("*.", "empty host name"),
+            ("*..example.com", "empty label"),
+            ("*.10.0.0.1", "last label '1' is numeric"),
+            ("*.faß.de", "label 'faß' is not in IDNA normal form (IDNA 2003 maps it to 'fass')"),
+        ]
+    ),
+    # over-broad patterns
+    *(
+        pytest.param(
+            rules_text(f"  - domain: '{pattern}'"),
+            f"<string>:3: allow[0].domain: over-broad domain '{pattern}': {why}"
+            " (add 'allow_broad: true' to the rule if you mean it)",
+            id=f"broad-{pattern}",
+        )
+        for pattern, why in [
+            ("*", "it matches every host"),
+            ("**", "it matches every host"),
+            ("*.com", "it matches every name under the top-level domain 'com'"),
+            ("**.IO.", "it matches every name under the top-level domain 'io'"),
+            ("*.рф", "it matches every name under the top-level domain 'xn--p1ai'"),
+            ("**.co.uk", "'co.uk' is a public suffix, under which anyone can have a name"),
+            ("*.GitHub.io", "'github.io' is a public suffix, under which anyone can have a name"),
+            ("*.s3.amazonaws.com", "'s3.amazonaws.com' is a public suffix, under which anyone can have a name"),
+        ]
+    ),
+    pytest.param(
+        rules_text("  - domains: [a.example, '*.dev']", "    allow_broad: false"),
+        "<string>:3: allow[0].domains: over-broad domain '*.dev': it matches every name under the top-level domain"
+        " 'dev' (add 'allow_broad: true' to the rule if you mean it)",
+        id="broad-in-domains",
+    ),
+    pytest.param(
+        rules_text("  - domain: '*'", "    allow_broad: 'true'"),
+        "<string>:4: allow[0].allow_broad: expected true or false, got 'true'",
+        id="allow-broad-string",
+    ),
+    # methods
+    pytest.param(
+        rules_text("  - domain: a.example", "    methods: ['*', GET]"),
+        "<string>:4: allow[0].methods: '*' (any method) cannot be combined with other methods",
+        id="any-method-and-more",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    methods: [*]"),
+        "<string>:4: invalid YAML: expected alphabetic or numeric character, but found ']' (while scanning an alias)",
+        id="any-method-unquoted",
+    ),
+    # query
+    pytest.param(
+        rules_text("  - domain: a.example", "    query: service"),
+        "<string>:4: allow[0].query: expected a mapping of parameter names to patterns, got 'service'",
+        id="query-scalar",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    query: [service]"),
+        "<string>:4: allow[0].query: expected a mapping of parameter names to patterns, got a list",
+        id="query-list",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    query: {}"),
+        "<string>:4: allow[0].query: empty mapping (omit 'query' to ignore the query string)",
+        id="query-empty",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    query: {1: x}"),
+        "<string>:4: allow[0].query: expected a parameter name, got 1",
+        id="query-int-name",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    query: {'': x}"),
+        "<string>:4: allow[0].query: expected a parameter name, got ''",
+        id="query-empty-name",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    query:", "      a: x", "      a: y"),
+        "<string>:6: allow[0].query: duplicate parameter 'a' (first on line 5)",
+        id="query-duplicate",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    query:", "      page: 1"),
+        "<string>:5: allow[0].query.page: expected a value pattern (a string; quote numbers), got 1",
+        id="query-int-value",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    query: {a: }"),
+        "<string>:4: allow[0].query.a: expected a value pattern (a string; quote numbers), got null",
+        id="query-null-value",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    query: {a: [x]}"),
+        "<string>:4: allow[0].query.a: expected a value pattern (a string; quote numbers), got a list",
+        id="query-list-value",
+    ),
+    # raw paths
+    pytest.param(
+        rules_text("  - domain: a.example", "    raw_paths: 1"),
+        "<string>:4: allow[0].raw_paths: expected true or false, got 1",
+        id="raw-paths-int",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    paths: ['/a%2F#x']", "    raw_paths: true"),
+        "<string>:4: allow[0].paths: ambiguous path '/a%2F#x': fragment '#' in request target",
+        id="raw-path-fragment",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    raw_paths: true", "    paths: ['/a/../b']"),
+        "<string>:5: allow[0].paths: path '/a/../b' is not in normal form (write '/b')",
+        id="raw-path-normalizable-must-be-normal",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    raw_paths: true", "    paths: ['/caf\u00e9%2F']"),
+        "<string>:5: allow[0].paths: ambiguous path '/caf\u00e9%2F': control, space or non-ASCII character",
+        id="raw-path-non-ascii",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    raw_paths: 'true'", "    paths: ['/a%2F']"),
+        "<string>:4: allow[0].raw_paths: expected true or false, got 'true'",
+        id="raw-paths-checked-before-the-paths-that-need-it",
+    ),
+    # id and comment
+    pytest.param(
+        rules_text("  - domain: a.example", "    id: 7"),
+        "<string>:4: allow[0].id: expected an id (a string), got 7",
+        id="id-int",
+    ),
+    *(
+        pytest.param(
+            rules_text("  - domain: a.example", f"    id: '{bad}'"),
+            f"<string>:4: allow[0].id: invalid id '{bad}': letters, digits and '._:/@+-', starting with a letter or"
+            " digit, at most 100 characters",
+            id=f"id-invalid-{bad[:8]}",
+        )
+        for bad in ["a b", "-x", "", "a\u00e9", "x" * 101, "a#b"]
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    id: preset:mine"),
+        "<string>:4: allow[0].id: invalid id 'preset:mine': 'preset:' is reserved for presets",
+        id="id-reserved",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    id: x", "  - domain: b.example", "    id: x"),
+        "<string>:6: allow[1].id: duplicate id 'x' (also the id of the rule at <string>:3)",
+        id="id-duplicate",
+    ),
+    pytest.param(
+        "version: 1\nallow:\n  - {domain: a.example, id: x}\ndeny:\n  - domain: b.example\n    id: x\n",
+        "<string>:6: deny[0].id: duplicate id 'x' (also the id of the rule at <string>:3)",
+        id="id-duplicate-across-allow-and-deny",
+    ),
+    pytest.param(
+        rules_text("  - domain: a.example", "    comment: 5"),
+        "<string>:4: allow[0].comment: expected a comment (a string), got 5",
+        id="comment-int",
+    ),
+    # deny rules
+    pytest.param("version: 1\ndeny: x\n", "<string>:2: deny: expected a list of rules, got 'x'", id="deny-scalar"),
+    pytest.param(
+        deny_text("  - methods: [POST]"),
+        "<string>:3: deny[0]: missing required key 'domain' or 'domains'",
+        id="deny-without-domain",
+    ),
+    pytest.param(
+        deny_text("  - domain: a.example", "    raw_paths: true"),
+        "<string>:4: deny[0]: unknown key 'raw_paths'"
+        " (deny rules always apply to ambiguous paths: their paths are taken to match)",
+        id="deny-raw-paths",
+    ),
+    pytest.param(
+        deny_text("  - domain: '*'", "    allow_broad: true"),
+        "<string>:4: deny[0]: unknown key 'allow_broad' (deny rules may be as broad as they like)",
+        id="deny-allow-broad",
+    ),
+    pytest.param(
+        deny_text("  - domain: a.example", "    paths: ['/a%2F']"),
+        "<string>:4: deny[0].paths: ambiguous path '/a%2F': encoded '/' (only a rule with 'raw_paths: true' may name"
+        " it)",
+        id="deny-ambiguous-path",
+    ),
+    pytest.param(
+        deny_text("  - domain: a.example", "    ports: []"),
+        "<string>:4: deny[0].ports: empty list (omit 'ports' for the default 80 and 443)",
+        id="deny-ports-empty",
+    ),
+    # settings
+    pytest.param(
+        "version: 1\ndefaults: 443\n",
+        "<string>:2: defaults: expected a mapping of settings, got 443",
+        id="defaults-int",
+    ),
+    pytest.param(
+        "version: 1\ndefaults: {port: [1]}\n", "<string>:2: defaults: unknown key 'port'", id="defaults-unknown-key"
+    ),
+    pytest.param(
+        "version: 1\ndefaults:\n  ports: []\n",
+        "<string>:3: defaults.ports: empty list (omit 'ports' for the built-in 80 and 443)",
+        id="defaults-ports-empty",
+    ),
+    pytest.param(
+        "version: 1\ndefaults:\n  ports: [0]\n",
+        "<string>:3: defaults.ports: port 0 out of range (1-65535)",
+        id="defaults-port-zero",
+    ),
+    pytest.param(
+        "version: 1\nallow:\n  - domain: a.example\ndefaults: {ports: ['x']}\n",
+        "<string>:4: defaults.ports: expected a port number, got 'x'",
+        id="defaults-checked-even-after-rules",
+    ),
+    # include
+    pytest.param(
+        "version: 1\ninclude: x.yaml\n",
+        "<string>:2: include: expected a list of files or presets, got 'x.yaml'",
+        id="include-scalar",
+    ),
+    pytest.param(
+        "version: 1\ninclude: [1]\n",
+        "<string>:2: include: expected a file name or 'preset:NAME', got 1",
+        id="include-int",
+    ),
+    pytest.param(
+        "version: 1\ninclude: ['']\n",
+        "<string>:2: include: expected a file name or 'preset:NAME', got ''",
+        id="include-empty-name",
+    ),
+    pytest.param(
+        "version: 1\ninclude:\n  - preset:pypi\n  - preset:pypy\n",
+        "<string>:4: include: unknown preset 'preset:pypy' (known presets: anthropic, github-readonly, npm, openai,"
+        " pypi)",
+        id="include-unknown-preset",
+    ),
+    pytest.param(
+        "version: 1\ninclude: [other.yaml]\n",
+        "<string>:2: include: cannot include 'other.yaml': no file loader (use load_policy)",
+        id="include-file-without-loader",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), LANGUAGE_ERRORS)
+def test_language_errors_name_their_location(text: str, message: str) -> None:
+    """Each mistake raises PolicyError `FILE:LINE: key.path: message` quoting the bad value."""
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(text)
+    assert str(raised.value) == message
+
+
+def test_rule_default_id_uses_the_source() -> None:
+    """Without `id:`, a rule's id is FILE:LINE, and an explicit id may not take one that is in use."""
+    text = "version: 1\nallow:\n  - domain: a.example\n  - domain: b.example\n    id: p.yaml:3\n"
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(text, "p.yaml")
+    assert str(raised.value) == "p.yaml:5: allow[1].id: duplicate id 'p.yaml:3' (also the id of the rule at p.yaml:3)"
+
+
+def test_preset_rule_ids() -> None:
+    """A preset's rules are numbered in the order the preset lists them, allow rules then deny rules."""
+    policy = parse_policy("version: 1\ninclude: [preset:github-readonly]\n")
+    assert [r.id for r in policy.rules] == [f"preset:github-readonly/{n}" for n in (1, 2, 3)]
+    assert [r.id for r in policy.deny] == [f"preset:github-readonly/{n}" for n in (4, 5)]
+    assert all(r.source.startswith("preset:github-readonly:") for r in (*policy.rules, *policy.deny))
+    assert policy.includes == ("preset:github-readonly",)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# include
+
+
+def memory_loader(files: Mapping[str, str]) -> IncludeLoader:
+    """An IncludeLoader over in-memory files, resolving references like load_policy does."""
+
+    def load(reference: str, including: str) -> tuple[str, str]:
+        name = posixpath.normpath(posixpath.join(posixpath.dirname(including), reference))
+        if name not in files:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        text = files[name]
+        if text.startswith("\udcff"):
+            raise UnicodeDecodeError("utf-8", b"abc\xff", 3, 4, "invalid start byte")
+        return name, text
+
+    return load
+
+
+def parse_files(files: Mapping[str, str]) -> Policy:
+    return parse_policy(files["main.yaml"], "main.yaml", load=memory_loader(files))
+
+
+def allow_doc(*domains: str, include: str = "") -> str:
+    """A document (rules from line 3, or 4 with an include) allowing each domain."""
+    head = f"version: 1\ninclude: [{include}]\n" if include else "version: 1\n"
+    return head + "allow:\n" + "".join(f"  - domain: {domain}\n" for domain in domains)
+
+
+def test_included_rules_come_first() -> None:
+    """Included documents' rules precede the including file's own, each citing its own file and line."""
+    policy = parse_files(
+        {"main.yaml": allow_doc("m.example", include="b.yaml, preset:npm"), "b.yaml": allow_doc("b.example")}
+    )
+    assert [(r.domain, r.source) for r in policy.rules] == [
+        ("b.example", "b.yaml:3"),
+        ("registry.npmjs.org", "preset:npm:3"),
+        ("m.example", "main.yaml:4"),
+    ]
+    assert policy.includes == ("b.yaml", "preset:npm")
+    assert policy.source == "main.yaml"
+
+
+def test_includes_resolve_relative_to_the_including_file() -> None:
+    """`include: [c.yaml]` in sub/b.yaml means sub/c.yaml; `..` climbs from there."""
+    policy = parse_files(
+        {
+            "main.yaml": allow_doc(include="sub/b.yaml"),
+            "sub/b.yaml": allow_doc("b.example", include="c.yaml, ../top.yaml"),
+            "sub/c.yaml": allow_doc("c.example"),
+            "top.yaml": allow_doc("top.example"),
+        }
+    )
+    assert [r.source for r in policy.rules] == ["sub/c.yaml:3", "top.yaml:3", "sub/b.yaml:4"]
+
+
+def test_a_document_is_included_once() -> None:
+    """Two paths to the same document (a diamond) include it once: its rules and ids appear once."""
+    policy = parse_files(
+        {
+            "main.yaml": allow_doc("m.example", include="b.yaml, c.yaml, preset:pypi"),
+            "b.yaml": allow_doc("b.example", include="d.yaml, preset:pypi"),
+            "c.yaml": allow_doc("c.example", include="./d.yaml"),
+            "d.yaml": "version: 1\nallow:\n  - {domain: d.example, id: d}\n",
+        }
+    )
+    assert [r.domain for r in policy.rules] == [
+        "d.example",
+        "pypi.org",
+        "files.pythonhosted.org",
+        "b.example",
+        "c.example",
+        "m.example",
+    ]
+    assert policy.includes == ("b.yaml", "d.yaml", "preset:pypi", "c.yaml")
+
+
+def test_defaults_stay_in_their_file() -> None:
+    """`defaults` applies to the rules of its own file, not to the files it includes, nor to the includer."""
+    policy = parse_files(
+        {
+            "main.yaml": "version: 1\ninclude: [b.yaml]\ndefaults: {ports: [8443]}\nallow:\n  - domain: m.example\n",
+            "b.yaml": allow_doc("b.example", include="c.yaml"),
+            "c.yaml": "version: 1\ndefaults: {ports: [22]}\nallow:\n  - domain: c.example\n",
+        }
+    )
+    assert {r.domain: r.ports for r in policy.rules} == {
+        "c.example": frozenset({22}),
+        "b.example": DEFAULT_PORTS,
+        "m.example": frozenset({8443}),
+    }
+
+
+def test_deny_rules_of_included_files() -> None:
+    """Deny rules from every document are collected too, included ones first."""
+    policy = parse_files(
+        {
+            "main.yaml": "version: 1\ninclude: [b.yaml]\ndeny:\n  - domain: m.example\n",
+            "b.yaml": "version: 1\ndeny:\n  - domain: b.example\n",
+        }
+    )
+    assert [r.source for r in policy.deny] == ["b.yaml:3", "main.yaml:4"]
+    assert policy.rules == ()
+
+
+def chain(length: int) -> dict[str, str]:
+    """main.yaml -> f1.yaml -> ... -> f{length}.yaml."""
+    files = {"main.yaml": allow_doc(include="f1.yaml")}
+    for n in range(1, length):
+        files[f"f{n}.yaml"] = allow_doc(include=f"f{n + 1}.yaml")
+    files[f"f{length}.yaml"] = allow_doc("end.example")
+    return files
+
+
+INCLUDE_ERRORS = [
+    pytest.param(
+        {
+            "main.yaml": allow_doc(include="b.yaml"),
+            "b.yaml": "version: 1\nallow:\n  - domain: a\n    methods: [GETT]\n",
+        },
+        "b.yaml:4: allow[0].methods: unknown method 'GETT'",
+        id="error-in-included-file",
+    ),
+    pytest.param(
+        {
+            "main.yaml": allow_doc(include="sub/b.yaml"),
+            "sub/b.yaml": allow_doc(include="c.yaml"),
+            "sub/c.yaml": "version: 1\nalow: []\n",
+        },
+        "sub/c.yaml:2: unknown key 'alow'",
+        id="error-two-levels-down",
+    ),
+    pytest.param(
+        {"main.yaml": allow_doc(include="b.yaml"), "b.yaml": ""},
+        "b.yaml:1: empty policy (expected 'version: 1')",
+        id="included-file-empty",
+    ),
+    pytest.param(
+        {"main.yaml": allow_doc(include="b.yaml"), "b.yaml": "allow: []\n"},
+        "b.yaml:1: missing required key 'version'",
+        id="included-file-without-version",
+    ),
+    pytest.param(
+        {"main.yaml": allow_doc(include="b.yaml"), "b.yaml": "version: 1\nallow: [\n"},
+        "b.yaml:3: invalid YAML: expected the node content, but found '<stream end>' (while parsing a flow node)",
+        id="included-file-invalid-yaml",
+    ),
+    pytest.param(
+        {"main.yaml": allow_doc(include="main.yaml")},
+        "main.yaml:2: include: cycle: main.yaml -> main.yaml",
+        id="includes-itself",
+    ),
+    pytest.param(
+        {"main.yaml": allow_doc(include="./sub/../main.yaml")},
+        "main.yaml:2: include: cycle: main.yaml -> main.yaml",
+        id="includes-itself-by-another-name",
+    ),
+    pytest.param(
+        {
+            "main.yaml": allow_doc(include="b.yaml"),
+            "b.yaml": allow_doc(include="c.yaml"),
+            "c.yaml": "version: 1\ninclude:\n  - preset:npm\n  - b.yaml\n",
+        },
+        "c.yaml:4: include: cycle: b.yaml -> c.yaml -> b.yaml",
+        id="cycle-below-the-root",
+    ),
+    pytest.param(
+        {"main.yaml": allow_doc(include="b.yaml"), "b.yaml": allow_doc(include="main.yaml")},
+        "b.yaml:2: include: cycle: main.yaml -> b.yaml -> main.yaml",
+        id="cycle-through-the-root",
+    ),
+    pytest.param(
+        {"main.yaml": allow_doc(include="nope.yaml")},
+        f"main.yaml:2: include: cannot read 'nope.yaml': {os.strerror(errno.ENOENT)}",
+        id="missing-file",
+    ),
+    pytest.param(
+        {"main.yaml": allow_doc(include="bad.yaml"), "bad.yaml": "\udcff"},
+        "main.yaml:2: include: cannot read 'bad.yaml': not UTF-8 text (byte 3)",
+        id="not-utf8",
+    ),
+    pytest.param(
+        {
+            "main.yaml": "version: 1\ninclude: [b.yaml]\nallow:\n  - domain: m.example\n    id: x\n",
+            "b.yaml": "version: 1\nallow:\n  - {domain: b.example, id: x}\n",
+        },
+        "main.yaml:5: allow[0].id: duplicate id 'x' (also the id of the rule at b.yaml:3)",
+        id="duplicate-id-across-files",
+    ),
+    pytest.param(chain(15), None, id="fifteen-levels-are-fine"),
+    pytest.param(chain(16), "f15.yaml:2: include: includes nested more than 16 deep", id="sixteen-levels-are-not"),
+]
+
+
+@pytest.mark.parametrize(("files", "message"), INCLUDE_ERRORS)
+def test_include_errors_name_the_file_they_are_in(files: dict[str, str], message: str | None) -> None:
+    """A problem in or with an included document names that document's FILE:LINE (None: no problem)."""
+    if message is None:
+        assert parse_files(files).rules[0].domain == "end.example"
+        return
+    with pytest.raises(PolicyError) as raised:
+        parse_files(files)
+    assert str(raised.value) == message
+
+
+def test_load_policy_includes_files_relative_to_the_including_file(tmp_path: Path) -> None:
+    """load_policy reads included files from the including file's directory, and names them that way."""
+    (tmp_path / "team").mkdir()
+    (tmp_path / "p.yaml").write_text(allow_doc("p.example", include="team/base.yaml"), encoding="utf-8")
+    (tmp_path / "team" / "base.yaml").write_text(allow_doc("b.example", include="more.yaml"), encoding="utf-8")
+    (tmp_path / "team" / "more.yaml").write_text("\ufeff" + allow_doc("m.example"), encoding="utf-8")
+    policy = load_policy(tmp_path / "p.yaml")
+    base, more = str(tmp_path / "team" / "base.yaml"), str(tmp_path / "team" / "more.yaml")
+    assert [r.source for r in policy.rules] == [f"{more}:3", f"{base}:4", f"{tmp_path / 'p.yaml'}:4"]
+    assert policy.includes == (base, more)
+
+
+def test_load_policy_include_errors(tmp_path: Path) -> None:
+    """A missing included file is reported where the include is; a cycle through real files is named."""
+    (tmp_path / "p.yaml").write_text(allow_doc(include="absent.yaml"), encoding="utf-8")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(tmp_path / "p.yaml")
+    assert str(raised.value) == f"{tmp_path / 'p.yaml'}:2: include: cannot read 'absent.yaml': {os.strerror(2)}"
+    (tmp_path / "p.yaml").write_text(allow_doc(include="p.yaml"), encoding="utf-8")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(tmp_path / "p.yaml")
+    assert (
+        str(raised.value) == f"{tmp_path / 'p.yaml'}:2: include: cycle: {tmp_path / 'p.yaml'} -> {tmp_path / 'p.yaml'}"
+    )
+
+
+def test_load_policy_cycle_through_a_relative_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A root named `./p.yaml` is the same document as `p.yaml` for cycle detection."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text(allow_doc(include="p.yaml"), encoding="utf-8")
+    with pytest.raises(PolicyError) as raised:
+        load_policy("./p.yaml")
+    assert str(raised.value) == "./p.yaml:2: include: cycle: ./p.yaml -> p.yaml"
+
+
+def test_load_policy_include_not_utf8(tmp_path: Path) -> None:
+    """An included file that is not UTF-8 is refused at the include, with the offset."""
+    (tmp_path / "p.yaml").write_text(allow_doc(include="b.yaml"), encoding="utf-8")
+    (tmp_path / "b.yaml").write_bytes(b"version: 1\n\xff\n")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(tmp_path / "p.yaml")
+    assert str(raised.value) == f"{tmp_path / 'p.yaml'}:2: include: cannot read 'b.yaml': not UTF-8 text (byte 11)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Domain patterns
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("Example.COM.", "example.com"),
+        ("*", "*"),
+        ("**", "**"),
+        ("*.Example.com", "*.example.com"),
+        ("**.example.com.", "**.example.com"),
+        ("*.bücher.de", "*.xn--bcher-kva.de"),
+        ("*\u3002example.com", "*.example.com"),  # an ideographic full stop separates labels
+    ],
+)
+def test_normalize_domain_pattern(written: str, canonical: str) -> None:
+    """Patterns are canonical like hosts: lower-case, one trailing dot dropped, punycode; wildcards kept."""
+    assert normalize_domain_pattern(written) == canonical
+
+
+@pytest.mark.parametrize(
+    ("pattern", "parts"),
+    [
+        ("example.com", ("exact", "example.com")),
+        ("*.example.com", ("sub", "example.com")),
+        ("**.example.com", ("apex", "example.com")),
+        ("*", ("sub", "")),
+        ("**", ("apex", "")),
+    ],
+)
+def test_domain_pattern_parts(pattern: str, parts: tuple[str, str]) -> None:
+    """A canonical pattern is a kind and a suffix."""
+    assert domain_pattern_parts(pattern) == parts
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "matches"),
+    [
+        ("example.com", "example.com", True),
+        ("example.com", "www.example.com", False),
+        ("*.example.com", "www.example.com", True),
+        ("*.example.com", "a.b.example.com", True),
+        ("*.example.com", "example.com", False),  # never the apex
+        ("*.example.com", "badexample.com", False),  # a label boundary, not a string suffix
+        ("*.example.com", "example.com.evil", False),
+        ("**.example.com", "example.com", True),
+        ("**.example.com", "a.b.example.com", True),
+        ("**.example.com", "xexample.com", False),
+        ("*", "anything.example", True),
+        ("**", "localhost", True),
+    ],
+)
+def test_domain_pattern_matches(pattern: str, host: str, matches: bool) -> None:
+    """`*.` is one or more labels before the suffix, `**.` zero or more; matching is by whole labels."""
+    assert domain_pattern_matches(pattern, host) is matches
+    assert Rule(pattern, DEFAULT_PORTS, None, None, "t:1").matches_host(host) is matches
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("example.com", None),
+        ("com", None),  # an exact name is never broad
+        ("*.example.com", None),
+        ("**.example.co.uk", None),
+        ("*", "it matches every host"),
+        ("*.com", "it matches every name under the top-level domain 'com'"),
+        ("**.co.uk", "'co.uk' is a public suffix, under which anyone can have a name"),
+    ],
+)
+def test_broad_reason(pattern: str, reason: str | None) -> None:
+    """A wildcard over fewer than two labels or over a listed public suffix is over-broad."""
+    assert broad_reason(pattern) == reason
+
+
+def test_public_suffixes_are_canonical_multi_label_names() -> None:
+    """Single labels are caught by counting, so the list holds only canonical names of two or more labels."""
+    assert all(normalize_host(suffix) == suffix and "." in suffix for suffix in PUBLIC_SUFFIXES)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Path, raw path and query matching on a Rule
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("/a/**", "/a", True),
+        ("/a/**", "/a/", True),
+        ("/a/**", "/a/b/c", True),
+        ("/a/**", "/ab", False),
+        ("/a/**", "/", False),
+        ("/**", "/", True),
+        ("/**", "/x/y", True),
+        ("/**/x", "/x", True),
+        ("/**/x", "/a/b/x", True),
+        ("/**/x", "/a/b/x/y", False),
+        ("/a/**/b", "/a/b", True),
+        ("/a/**/b", "/a/1/2/b", True),
+        ("/a/**/b", "/a/1/2/c", False),
+        ("/a/**/**/b", "/a/b", True),
+        ("/*/**/*.json", "/x/y/z.json", True),
+        ("/*/**/*.json", "/x.json", False),
+        ("/a**b", "/axxb", True),  # '**' inside a segment is like '*'
+        ("/a**b", "/ax/xb", False),
+    ],
+)
+def test_span_patterns(pattern: str, path: str, matches: bool) -> None:
+    """A whole `**` segment matches any number of segments, zero included."""
+    assert Rule("a.example", DEFAULT_PORTS, None, (pattern,), "t:1").matches_path(path) is matches
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("/p/group%2Fproject", "/p/group%2Fproject", True),
+        ("/p/group%2Fproject", "/p/group%2fproject", True),  # the case of an encoded separator does not matter
+        ("/p/group%2Fproject/**", "/p/group%2Fproject/raw/x", True),
+        ("/p/*/raw", "/p/group%2Fproject/raw", False),  # a wildcard never matches an encoded '/'
+        ("/p/**", "/p/group%2Fproject", False),
+        ("/p/*%2F*", "/p/a%2Fb", True),  # ...but it may sit next to a literal one
+        ("/p/*", "/p/..%2F..%2Fsecret", False),  # nor a dot segment
+        ("/p/**/x", "/p/%2e%2e/x%5C", False),
+        ("/p/%2e%2e/x%5C", "/p/%2e%2e/x%5C", True),
+        ("/p/*", "/p/a\\b", False),  # nor a backslash
+        ("/p/a\\b", "/p/a\\b", True),
+        ("/p/*", "/p/a%00", False),
+        ("/p/*", "/p/..;x/%2F", False),
+        ("/p/a%2F", "/p/a%2F/", False),
+        ("/p/a%2F/", "/p/a%2F/", True),
+        ("/p/a/%2F", "/p/a%2F", False),  # an encoded '/' next to a real one stays distinct
+    ],
+)
+def test_raw_path_matching(pattern: str, path: str, matches: bool) -> None:
+    """A raw_paths rule matches ambiguous paths as sent; what could move the request must be literal."""
+    rule = Rule("a.example", DEFAULT_PORTS, None, (pattern,), "t:1", raw_paths=True)
+    assert rule.matches_raw_path(path) is matches
+
+
+def test_raw_path_matching_needs_raw_paths() -> None:
+    """Without raw_paths nothing matches raw; with raw_paths and no paths, everything does."""
+    assert not Rule("a.example", DEFAULT_PORTS, None, None, "t:1").matches_raw_path("/a%2Fb")
+    assert Rule("a.example", DEFAULT_PORTS, None, None, "t:1", raw_paths=True).matches_raw_path("/a%2Fb")
+
+
+@pytest.mark.parametrize(
+    ("target", "matchable"),
+    [("/a%2Fb", True), ("/a/../..", True), ("/a\\b?x", True), ("a%2F", False), ("/a#b", False), ("/a b", False)],
+)
+def test_raw_target_matchable(target: str, matchable: bool) -> None:
+    """Only visible-ASCII origin-form targets without a fragment are ever matched raw."""
+    assert raw_target_matchable(target) is matchable
+
+
+@pytest.mark.parametrize(
+    ("query", "readings"),
+    [
+        ("", ({},)),
+        ("a=1&b=2&a=3", ({"a": ["1", "3"], "b": ["2"]},)),
+        ("a&b=&=c", ({"a": [""], "b": [""], "": ["c"]},)),
+        ("a=%41%2f&%62=x", ({"a": ["A/"], "b": ["x"]},)),
+        ("a=x+y", ({"a": ["x+y"]}, {"a": ["x y"]})),
+        ("a=1;b=2", ({"a": ["1;b=2"]}, {"a": ["1"], "b": ["2"]})),
+        ("a=%zz%", ({"a": ["%zz%"]},)),
+        ("a=%ff", ({"a": ["\udcff"]},)),
+        ("&&a=1&", ({"a": ["1"]},)),
+    ],
+)
+def test_query_readings(query: str, readings: tuple[dict[str, list[str]], ...]) -> None:
+    """Every plausible reading: '+' as plus and as space, ';' as data and as separator."""
+    assert query_readings(query) == readings
+
+
+@pytest.mark.parametrize(
+    ("query", "strict", "loose"),
+    [
+        ("service=git-upload-pack", True, True),
+        ("service=git-upload-pack&other=1", True, True),
+        ("service=git%2Dupload-pack", True, True),
+        ("", False, False),
+        ("other=1", False, False),
+        ("service=git-receive-pack", False, False),
+        ("service=git-upload-pack&service=git-receive-pack", False, True),  # strict: every value; loose: any
+        ("service=git-upload-pack;service=x", False, True),  # strict: every reading; loose: any
+        ("service=git-upload-pack+", False, False),
+    ],
+)
+def test_query_match_strict_and_loose(query: str, strict: bool, loose: bool) -> None:
+    """An allow rule (strict) needs every value in every reading to match; a deny rule (loose) one of them."""
+    rule = Rule("a.example", DEFAULT_PORTS, None, None, "t:1", query=(("service", "git-upload-pack"),))
+    readings = query_readings(query)
+    assert rule.matches_query(readings) is strict
+    assert rule.matches_query(readings, loose=True) is loose
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "matches"),
+    [
+        ("a*", "abc", True),
+        ("a*", "ba", False),
+        ("*", "", True),
+        ("*/*", "x/y", True),
+        ("x", "x", True),
+        ("x", "y", False),
+    ],
+)
+def test_query_value_patterns(pattern: str, value: str, matches: bool) -> None:
+    """In a query value, `*` matches any run of characters, '/' included."""
+    assert star_matches(pattern.split("*"), value) is matches
+
+
+def test_rule_query_none_matches_anything() -> None:
+    """A rule without `query` ignores the query string."""
+    rule = Rule("a.example", DEFAULT_PORTS, None, None, "t:1")
+    assert rule.matches_query(query_readings("x=1"))
+    assert rule.matches_query(query_readings("x=1"), loose=True)
+
+
+def test_rule_defaults() -> None:
+    """A Rule built from the first five fields means what a rule naming only those keys means."""
+    rule = Rule("a.example", DEFAULT_PORTS, None, None, "t:1")
+    assert (rule.id, rule.domains, rule.query, rule.raw_paths, rule.allow_broad, rule.action) == (
+        "t:1",
+        ("a.example",),
+        None,
+        False,
+        False,
+        "allow",
+    )
+    assert rule.unconditional
+    assert not Rule("a.example", DEFAULT_PORTS, None, None, "t:1", query=(("a", "b"),)).unconditional
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The tables
+
+
+def test_tables_describe_every_key() -> None:
+    """Every key of every table has a description (editors and docs show it) and a unique name."""
+    for table in (POLICY_TABLE, RULE_TABLE, DENY_RULE_TABLE, SETTINGS_TABLE):
+        names = [key.name for key in table.keys]
+        assert len(names) == len(set(names))
+        assert all(key.description.strip() for key in table.keys)
+
+
+def test_deny_rules_have_the_allow_rule_keys_but_two() -> None:
+    """A deny rule has every key an allow rule has except `raw_paths` and `allow_broad`, each explained."""
+    allow = {key.name for key in RULE_TABLE.keys}
+    deny = {key.name for key in DENY_RULE_TABLE.keys}
+    assert allow - deny == {"raw_paths", "allow_broad"} == set(DENY_RULE_TABLE.elsewhere)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Properties
+
+HOSTISH = st.text(alphabet="aZ0x9-.\u00fc_", max_size=20)
+PATTERNISH = st.builds(lambda head, rest: head + rest, st.sampled_from(["", "*.", "**.", "*", "a*"]), HOSTISH)
+
+
+@given(host=st.one_of(HOSTISH, st.sampled_from(["0x7f.1", "127.1", "a.0x", "1e5", "a." * 130 + "b"])))
+def test_canonical_host_fast_path_agrees(host: str) -> None:
+    """A host the fast check accepts is exactly its normalize_host form, and no IP literal."""
+    if is_canonical_host(host):
+        assert normalize_host(host) == host
+        assert not is_ip_literal(host)
+
+
+@given(written=PATTERNISH)
+def test_normalize_domain_pattern_is_idempotent(written: str) -> None:
+    """A canonical domain pattern is its own canonical form."""
+    try:
+        canonical = normalize_domain_pattern(written)
+    except ValueError:
+        return
+    assert normalize_domain_pattern(canonical) == canonical
+
+
+def test_docs_cover_every_key() -> None:
+    """docs/policy.md documents every key of every table."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
+    for table in (POLICY_TABLE, RULE_TABLE, SETTINGS_TABLE):
+        for key in table.keys:
+            assert f"`{key.name}`" in text or f"`defaults.{key.name}`" in text, key.name

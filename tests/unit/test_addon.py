@@ -1,0 +1,488 @@
+"""Specification of the mitmproxy addon: identity checks, policy decisions, 403s, audit lines, fail closed.
+
+The hooks are called on real mitmproxy flows made by mitmproxy's own test factories (`mitmproxy.test.tflow`),
+dressed as the transparent proxy sees them: the client connection's `sockname` is the original destination,
+a synthetic address from a real `FakeDnsTable`; `request.host` is that same address. Decisions come from a
+real `Matcher`, audit lines go to a real `AuditLog` file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import flow as mflow
+from mitmproxy import http, tcp
+from mitmproxy.proxy.server_hooks import ServerConnectionHookData
+from mitmproxy.test import tflow, tutils
+
+from boundary.addon import PolicyAddon, split_host_header
+from boundary.audit import AuditLog
+from boundary.fakedns import FakeDnsTable
+from boundary.matcher import Decision, Matcher, Request
+from boundary.policy import parse_policy
+
+POLICY = """\
+version: 1
+allow:
+  - domain: api.example.com
+    methods: [GET, HEAD]
+    paths: ["/v1/*"]
+  - domain: plain.example.com
+  - domain: db.example.com
+    ports: [5432]
+"""
+API_RULE = "p.yaml:3"
+PLAIN_RULE = "p.yaml:6"
+DB_RULE = "p.yaml:7"
+RUN_ID = "testrun00001"
+SAME = "<same as the destination>"
+IP_LITERAL = "203.0.113.7"
+
+
+# --- split_host_header --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("example.com", ("example.com", None)),
+        ("example.com:8443", ("example.com", 8443)),
+        ("example.com:", ("example.com", None)),
+        ("[::1]", ("::1", None)),
+        ("[::1]:80", ("::1", 80)),
+        ("[::1]:", ("::1", None)),
+        ("::1", ("::1", None)),  # unbracketed IPv6: the colons are not a port separator
+        ("example.com:https", ("example.com:https", None)),  # bad port text: the whole value, no port
+        ("example.com:-1", ("example.com:-1", None)),
+        ("[::1]:http", ("[::1]:http", None)),
+        ("a:1:2", ("a:1:2", None)),
+    ],
+)
+def test_split_host_header(value: str, expected: tuple[str, int | None]) -> None:
+    """A Host header splits into host and port; anything that is not a clean port keeps the value whole."""
+    assert split_host_header(value) == expected
+
+
+# --- harness --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Harness:
+    addon: PolicyAddon
+    table: FakeDnsTable
+    log: AuditLog
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The audit records written so far, without their timestamps."""
+        records = [json.loads(line) for line in self.log.path.read_text().splitlines()]
+        for record in records:
+            assert record.pop("ts").endswith("Z")
+        return records
+
+    def sockname(self, destination: str, port: int) -> tuple[str, int]:
+        """The connection's original destination: the name's synthetic address, or an IP literal as is."""
+        try:
+            return str(ipaddress.ip_address(destination)), port
+        except ValueError:
+            return str(self.table.address_for(destination)), port
+
+    def http_flow(
+        self,
+        destination: str = "api.example.com",
+        port: int = 443,
+        *,
+        tls: bool = True,
+        sni: str | None = SAME,
+        host: str | None = SAME,
+        method: str = "GET",
+        path: str = "/v1/models",
+        http2: bool = False,
+    ) -> http.HTTPFlow:
+        """An HTTP flow as the transparent proxy sees it at `requestheaders`."""
+        address, _ = self.sockname(destination, port)
+        host_header = destination if host == SAME else host
+        headers = http.Headers(host=host_header) if host_header is not None and not http2 else http.Headers()
+        request = tutils.treq(
+            host=address,
+            port=port,
+            scheme=b"https" if tls else b"http",
+            authority=(host_header or "").encode() if http2 else b"",
+            method=method.encode(),
+            path=path.encode(),
+            http_version=b"HTTP/2.0" if http2 else b"HTTP/1.1",
+            headers=headers,
+            content=b"",
+        )
+        flow = tflow.tflow(req=request)
+        flow.client_conn.sockname = (address, port)
+        flow.client_conn.tls = tls
+        flow.client_conn.sni = destination if sni == SAME else sni
+        return flow
+
+    def tcp_flow(
+        self, destination: str = "db.example.com", port: int = 5432, *, tls: bool = False, sni: str | None = SAME
+    ) -> tcp.TCPFlow:
+        """A non-HTTP stream as the transparent proxy sees it at `tcp_start`."""
+        flow = tflow.ttcpflow()
+        flow.client_conn.sockname = self.sockname(destination, port)
+        flow.client_conn.tls = tls
+        flow.client_conn.sni = destination if sni == SAME else sni
+        return flow
+
+    def connect(self, flow: http.HTTPFlow | tcp.TCPFlow) -> str | None:
+        """Ask `server_connect` for the flow's upstream connection; the error it set (None: allowed)."""
+        data = ServerConnectionHookData(server=flow.server_conn, client=flow.client_conn)
+        self.addon.server_connect(data)
+        return data.server.error
+
+
+def harness_with(tmp_path: Path, matcher: Matcher) -> Harness:
+    table = FakeDnsTable()
+    log = AuditLog(tmp_path / "audit.jsonl")
+    return Harness(PolicyAddon(matcher, table, log, RUN_ID), table, log)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return harness_with(tmp_path, Matcher(parse_policy(POLICY, "p.yaml")))
+
+
+def record(**fields: Any) -> dict[str, Any]:
+    """An audit record (without `ts`): an allowed HTTPS GET to api.example.com unless overridden."""
+    base: dict[str, Any] = {
+        "run": RUN_ID,
+        "decision": "allow",
+        "rule": API_RULE,
+        "reason": "allowed",
+        "method": "GET",
+        "scheme": "https",
+        "host": "api.example.com",
+        "port": 443,
+        "path": "/v1/models",
+        "status": 200,
+    }
+    return base | fields
+
+
+# --- requestheaders: allowed --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"host": "API.Example.COM."},  # case and one trailing dot do not matter
+        {"host": "api.example.com:443"},  # a port equal to the destination's
+        {"sni": "API.EXAMPLE.COM"},
+        {"http2": True},  # :authority instead of Host
+        {"method": "HEAD", "path": "/v1/models?limit=1"},
+        {"destination": "plain.example.com", "method": "DELETE", "path": "/anything"},
+        {"destination": "plain.example.com", "port": 80, "tls": False, "sni": None},  # no SNI without TLS
+        {"destination": "plain.example.com", "port": 80, "tls": False, "sni": "other.example.com"},
+    ],
+)
+def test_allowed_request_is_streamed_through(harness: Harness, kwargs: dict[str, Any]) -> None:
+    """A request whose destination, Host/:authority and SNI agree and that the policy allows gets no response
+    from the addon: it goes upstream, streamed."""
+    flow = harness.http_flow(**kwargs)
+    harness.addon.requestheaders(flow)
+    assert flow.response is None
+    assert flow.request.stream is True
+
+
+@pytest.mark.parametrize(
+    ("path", "forwarded"),
+    [
+        ("/v1/models", "/v1/models"),
+        ("/v1/./x", "/v1/x"),
+        ("/v1//x", "/v1/x"),
+        ("/v2/../v1/x", "/v1/x"),
+        ("/v1/%2e%2e/v1/x", "/v1/x"),
+        ("/v1/%61?q=%2F", "/v1/a?q=%2F"),
+    ],
+)
+def test_the_checked_path_is_the_one_forwarded(harness: Harness, path: str, forwarded: str) -> None:
+    """The request goes upstream with the normalized path the policy checked."""
+    flow = harness.http_flow(path=path)
+    harness.addon.requestheaders(flow)
+    assert flow.response is None
+    assert flow.request.path == forwarded
+
+
+def test_allowed_request_is_logged_when_the_response_starts(harness: Harness) -> None:
+    """An allowed request writes nothing at first; its one line, with the status, comes at `responseheaders`."""
+    flow = harness.http_flow(path="/v1/./models")
+    harness.addon.requestheaders(flow)
+    assert harness.lines() == []
+    flow.response = tutils.tresp(status_code=201)
+    harness.addon.responseheaders(flow)
+    assert flow.response.stream is True
+    assert harness.lines() == [record(path="/v1/models", status=201)]
+
+
+def test_plain_http_is_logged_as_http(harness: Harness) -> None:
+    """Without TLS the audit line says `http`, and the rule that allowed it."""
+    flow = harness.http_flow("plain.example.com", 80, tls=False, method="POST", path="/submit")
+    harness.addon.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=204)
+    harness.addon.responseheaders(flow)
+    assert harness.lines() == [
+        record(
+            rule=PLAIN_RULE, method="POST", scheme="http", host="plain.example.com", port=80, path="/submit", status=204
+        )
+    ]
+
+
+def test_failed_upstream_is_logged_with_a_null_status_and_the_error(harness: Harness) -> None:
+    """An allowed request that got no response: one allow line, status null, an `error` field saying why."""
+    flow = harness.http_flow()
+    harness.addon.requestheaders(flow)
+    flow.error = mflow.Error("Connection refused")
+    harness.addon.error(flow)
+    assert harness.lines() == [record(status=None, error="Connection refused")]
+
+
+def test_an_error_after_the_response_started_adds_no_line(harness: Harness) -> None:
+    """A flow is logged once: an error after `responseheaders` (say, the body broke off) writes nothing more."""
+    flow = harness.http_flow()
+    harness.addon.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=200)
+    harness.addon.responseheaders(flow)
+    flow.error = mflow.Error("peer closed")
+    harness.addon.error(flow)
+    assert harness.lines() == [record()]
+
+
+def test_an_error_before_any_decision_writes_nothing(harness: Harness) -> None:
+    """A flow that failed before `requestheaders` decided anything has no decision to log."""
+    flow = harness.http_flow()
+    flow.error = mflow.Error("client hung up")
+    harness.addon.error(flow)
+    assert harness.lines() == []
+
+
+# --- requestheaders: denied -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason", "host", "port"),
+    [
+        ({"method": "POST"}, "method-not-allowed", "api.example.com", 443),
+        ({"path": "/admin"}, "path-not-allowed", "api.example.com", 443),
+        ({"path": "/v1/a%2Fb"}, "ambiguous-path", "api.example.com", 443),
+        ({"path": "/../etc"}, "ambiguous-path", "api.example.com", 443),
+        ({"destination": "other.example.com"}, "no-matching-rule", "other.example.com", 443),
+        ({"port": 8443, "host": "api.example.com:8443"}, "port-not-allowed", "api.example.com", 8443),
+        (
+            {"destination": IP_LITERAL, "host": "api.example.com", "sni": "api.example.com"},
+            "ip-literal",
+            IP_LITERAL,
+            443,
+        ),
+        ({"host": "plain.example.com"}, "host-mismatch", "api.example.com", 443),
+        ({"host": None}, "host-mismatch", "api.example.com", 443),
+        ({"host": "api.example.com:8443"}, "host-mismatch", "api.example.com", 443),
+        ({"host": "api.example.com:https"}, "host-mismatch", "api.example.com", 443),
+        ({"host": "[::1]:443"}, "host-mismatch", "api.example.com", 443),
+        ({"host": "plain.example.com", "http2": True}, "host-mismatch", "api.example.com", 443),
+        ({"sni": "plain.example.com"}, "sni-mismatch", "api.example.com", 443),
+        ({"sni": None}, "sni-mismatch", "api.example.com", 443),
+    ],
+)
+def test_denied_request_gets_a_403_that_says_why(
+    harness: Harness, kwargs: dict[str, Any], reason: str, host: str, port: int
+) -> None:
+    """A denied request is answered by the addon: 403, `X-Boundary-Decision: deny`, `X-Boundary-Reason`, a
+    one-line body; it is not streamed, and one deny line is logged at once."""
+    flow = harness.http_flow(**kwargs)
+    harness.addon.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+    assert flow.response.headers["X-Boundary-Decision"] == "deny"
+    assert flow.response.headers["X-Boundary-Reason"] == reason
+    body = flow.response.get_text()
+    assert body is not None
+    assert body.startswith("boundary denied ") and f"({reason})" in body and body.count("\n") == 1
+    assert flow.request.stream is False
+    expected = record(decision="deny", rule=None, reason=reason, host=host, port=port, status=403)
+    assert harness.lines() == [expected | {"method": flow.request.method, "path": flow.request.path}]
+
+
+def test_denial_body_names_the_request_and_a_rule_that_would_allow_it(harness: Harness) -> None:
+    """The 403's body is the one line a human needs: what was denied, why, and how to allow it."""
+    flow = harness.http_flow(path="/admin")
+    harness.addon.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.get_text() == (
+        "boundary denied GET https://api.example.com/admin (path-not-allowed); to allow it, add the path to a rule "
+        'for this host: {domain: api.example.com, methods: [GET], paths: ["/admin"]}\n'
+    )
+
+
+def test_a_denied_flow_is_logged_once(harness: Harness) -> None:
+    """Hooks that follow a denial (the 403's `responseheaders`, a later `error`) write no second line."""
+    flow = harness.http_flow(path="/admin")
+    harness.addon.requestheaders(flow)
+    harness.addon.responseheaders(flow)
+    flow.error = mflow.Error("client disconnected")
+    harness.addon.error(flow)
+    assert [line["decision"] for line in harness.lines()] == ["deny"]
+
+
+# --- non-HTTP streams and upstream connections --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "decision", "reason", "rule", "scheme", "host"),
+    [
+        ({}, "allow", "allowed", DB_RULE, "tcp", "db.example.com"),
+        ({"tls": True}, "allow", "allowed", DB_RULE, "tls", "db.example.com"),
+        ({"destination": "api.example.com", "port": 443}, "deny", "not-http", None, "tcp", "api.example.com"),
+        ({"port": 5433}, "deny", "port-not-allowed", None, "tcp", "db.example.com"),
+        ({"destination": "other.example.com"}, "deny", "no-matching-rule", None, "tcp", "other.example.com"),
+        ({"tls": True, "sni": "api.example.com"}, "deny", "sni-mismatch", None, "tls", "db.example.com"),
+        ({"tls": True, "sni": None}, "deny", "sni-mismatch", None, "tls", "db.example.com"),
+        ({"destination": IP_LITERAL}, "deny", "ip-literal", None, "tcp", IP_LITERAL),
+    ],
+)
+def test_tcp_stream_decision_is_logged(
+    harness: Harness, kwargs: dict[str, Any], decision: str, reason: str, rule: str | None, scheme: str, host: str
+) -> None:
+    """A non-HTTP stream is allowed only by a rule without methods or paths; one line, no method/path/status."""
+    flow = harness.tcp_flow(**kwargs)
+    harness.addon.tcp_start(flow)
+    port = kwargs.get("port", 5432)
+    assert harness.lines() == [
+        record(decision=decision, rule=rule, reason=reason, method=None, scheme=scheme, host=host, port=port, path=None)
+        | {"status": None}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "allowed"),
+    [
+        ({}, True),
+        ({"destination": "api.example.com", "port": 443}, False),  # its rule restricts methods: not-http
+        ({"port": 5433}, False),
+        ({"destination": IP_LITERAL}, False),
+    ],
+)
+def test_only_an_allowed_stream_may_connect_upstream(harness: Harness, kwargs: dict[str, Any], allowed: bool) -> None:
+    """After `tcp_start`, `server_connect` opens the upstream connection for an allowed stream only; for a
+    denied one it sets `server.error`, which makes mitmproxy close the client without dialling."""
+    flow = harness.tcp_flow(**kwargs)
+    harness.addon.tcp_start(flow)
+    error = harness.connect(flow)
+    assert error is None if allowed else error == "boundary: upstream connection not allowed"
+
+
+def test_no_upstream_connection_before_an_allowed_request(harness: Harness) -> None:
+    """A client with no allowed request or stream yet gets no upstream connection, even to an allowed host."""
+    assert harness.connect(harness.http_flow()) == "boundary: upstream connection not allowed"
+
+
+def test_an_allowed_request_clears_its_client_until_it_disconnects(harness: Harness) -> None:
+    """An allowed request lets its client connection go upstream; once the client is gone, that ends."""
+    flow = harness.http_flow()
+    harness.addon.requestheaders(flow)
+    assert harness.connect(flow) is None
+    harness.addon.client_disconnected(flow.client_conn)
+    assert harness.connect(flow) == "boundary: upstream connection not allowed"
+
+
+def test_a_denied_request_does_not_clear_its_client(harness: Harness) -> None:
+    """A denied request never opens an upstream connection."""
+    flow = harness.http_flow(path="/admin")
+    harness.addon.requestheaders(flow)
+    assert harness.connect(flow) == "boundary: upstream connection not allowed"
+
+
+# --- fail closed ---------------------------------------------------------------------------------------------
+
+
+class BrokenMatcher(Matcher):
+    """A matcher with a bug: every decision raises."""
+
+    def decide(self, request: Request) -> Decision:
+        raise RuntimeError("bug in decide")
+
+
+class BrokenDestinationMatcher(Matcher):
+    """A matcher with a bug in the destination check only: requests are decided, connections raise."""
+
+    def allows_destination(self, host: str, port: int) -> bool:
+        raise RuntimeError("bug in allows_destination")
+
+
+@pytest.fixture
+def broken(tmp_path: Path) -> Harness:
+    return harness_with(tmp_path, BrokenMatcher(parse_policy(POLICY, "p.yaml")))
+
+
+def test_a_bug_in_a_request_hook_denies_the_request(broken: Harness) -> None:
+    """An exception in `requestheaders` denies with `internal-error` (403 and an audit line), never lets through."""
+    flow = broken.http_flow()
+    broken.addon.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+    assert flow.response.headers["X-Boundary-Reason"] == "internal-error"
+    assert flow.request.stream is False
+    [line] = broken.lines()
+    assert (line["decision"], line["reason"], line["status"]) == ("deny", "internal-error", 403)
+    assert broken.connect(flow) == "boundary: upstream connection not allowed"
+
+
+def test_a_bug_in_tcp_start_denies_the_stream(broken: Harness) -> None:
+    """An exception in `tcp_start` logs an `internal-error` denial and leaves the client without clearance."""
+    flow = broken.tcp_flow()
+    broken.addon.tcp_start(flow)
+    [line] = broken.lines()
+    assert (line["decision"], line["reason"], line["scheme"]) == ("deny", "internal-error", "tcp")
+    assert broken.connect(flow) == "boundary: upstream connection not allowed"
+
+
+def test_a_bug_in_server_connect_refuses_the_connection(tmp_path: Path) -> None:
+    """An exception in `server_connect` refuses the upstream connection, even for a client an allowed request
+    cleared."""
+    harness = harness_with(tmp_path, BrokenDestinationMatcher(parse_policy(POLICY, "p.yaml")))
+    flow = harness.http_flow()
+    harness.addon.requestheaders(flow)
+    assert flow.response is None  # allowed
+    assert harness.connect(flow) == "boundary: internal error"
+
+
+def test_a_bug_in_responseheaders_replaces_the_response_with_a_403(harness: Harness) -> None:
+    """An exception in `responseheaders` (here: no response to stream) denies the flow with `internal-error`."""
+    flow = harness.http_flow()
+    harness.addon.requestheaders(flow)
+    harness.addon.responseheaders(flow)  # flow.response is None: the hook's assertion fails
+    assert flow.response is not None
+    assert flow.response.headers["X-Boundary-Reason"] == "internal-error"
+    [line] = harness.lines()
+    assert (line["decision"], line["reason"], line["status"]) == ("deny", "internal-error", 403)
+
+
+def test_a_denial_that_cannot_be_logged_still_denies(harness: Harness) -> None:
+    """When the audit log cannot be written, a denied request is still answered with a 403, not let through."""
+    harness.log.close()
+    flow = harness.http_flow(path="/admin")
+    harness.addon.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+    assert flow.request.stream is False
+    assert harness.connect(flow) == "boundary: upstream connection not allowed"
+
+
+def test_a_flow_that_cannot_be_denied_is_killed(harness: Harness) -> None:
+    """When even the 403 cannot be made (here: the request is gone), the flow is killed rather than let through."""
+    flow = harness.http_flow()
+    flow.request = None  # type: ignore[assignment]  # breaks both the hook and the 403 that would follow
+    harness.addon.requestheaders(flow)
+    assert flow.error is not None
+    assert flow.error.msg == mflow.Error.KILLED_MESSAGE
+    assert flow.response is None

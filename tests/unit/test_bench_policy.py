@@ -1,0 +1,39 @@
+"""Smoke test of scripts/bench_policy.py: it runs, on a small policy, and reports numbers (never judged)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+from tests.support.tools import repo_root, venv_python
+
+SCRIPT = repo_root() / "scripts" / "bench_policy.py"
+
+
+def bench(*args: str) -> str:
+    result = subprocess.run(
+        [str(venv_python()), str(SCRIPT), "--rules", "100", "--iterations", "1000", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_prints_a_markdown_table_with_timings_and_the_ratio() -> None:
+    """The default output is a Markdown table whose rows carry median and p95 timings, then the ratio line."""
+    out = bench()
+    assert "| rules | requests | distinct | median µs | p95 µs |" in out
+    assert re.search(r"^\| 100 \| hit \| 10 \| \d+\.\d+ \| \d+\.\d+ \|$", out, re.MULTILINE), out
+    assert re.search(r"100 rules / 10 rules: hits \d+\.\d+x, misses \d+\.\d+x", out), out
+
+
+def test_json_output_has_a_positive_median_per_row() -> None:
+    """`--json` gives the same measurements as data: six rows, each with a positive median."""
+    result = json.loads(bench("--json"))
+    assert result["rules"] == 100 and result["small_rules"] == 10
+    assert len(result["timings"]) == 6
+    assert all(row["median_us"] > 0 and row["p95_us"] >= row["median_us"] for row in result["timings"])
+    assert set(result["median_ratio"]) == {"hit", "miss"}

@@ -1,0 +1,275 @@
+"""Specification of the upstream gate: the proxy dials only allowed names, never a synthetic address.
+
+Everything runs on a real `GatedEventLoop`. No test name is ever given to the host's resolver: the dials that
+succeed go to a local listener through a `--resolve` override, the host-resolver path is exercised with
+`localhost` only, and the "what if the resolver answered with a synthetic address" cases use a loop whose
+`getaddrinfo` answers from a fixed table (the one stand-in here: the resolver is the host's, not ours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from boundary.fakedns import FakeDnsTable
+from boundary.gate import DialRefused, GatedEventLoop, UpstreamGate
+from boundary.matcher import Matcher
+from boundary.policy import parse_policy
+
+POLICY = """\
+version: 1
+allow:
+  - domain: api.example.com
+  - domain: localhost
+  - domain: db.example.com
+    ports: [5432]
+"""
+TIMEOUT = 5.0  # a guard against hangs, not a measurement
+
+Overrides = dict[tuple[str, int], tuple[str, int]]
+
+
+class StaticResolverLoop(GatedEventLoop):
+    """A gated loop whose resolver answers from a table: what a host resolver *could* say, without asking it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: dict[str, list[str]] = {}
+
+    async def getaddrinfo(
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[Any]:
+        assert isinstance(host, str)
+        return [
+            (socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+            for address in self.answers[host]
+        ]
+
+
+def make_gate(overrides: Overrides | None = None) -> tuple[UpstreamGate, FakeDnsTable]:
+    table = FakeDnsTable()
+    return UpstreamGate(table, Matcher(parse_policy(POLICY)), overrides or {}), table
+
+
+def run[T](
+    main: Callable[[asyncio.AbstractEventLoop], Awaitable[T]],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = GatedEventLoop,
+) -> T:
+    """Run `main(loop)` on a fresh loop of the given class."""
+
+    async def wrapped() -> T:
+        async with asyncio.timeout(TIMEOUT):
+            return await main(asyncio.get_running_loop())
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(wrapped())
+
+
+# --- UpstreamGate.target ------------------------------------------------------------------------------------
+
+
+def refusal(gate: UpstreamGate, destination: str, port: int) -> str:
+    """The message of the DialRefused that `gate.target` raises for this dial."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
+        return await gate.target(loop, destination, port)
+
+    with pytest.raises(DialRefused) as info:
+        run(main)
+    assert info.value.errno == errno.EACCES
+    return str(info.value.strerror)
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "203.0.113.7",  # an IP literal the workload connected to directly
+        "127.0.0.1",
+        "198.18.0.200",  # synthetic, but never handed out
+        "api.example.com",  # a name is not an address the jail handed out
+    ],
+)
+def test_target_refuses_an_address_the_jail_did_not_resolve(destination: str) -> None:
+    """Only a synthetic address the jail's DNS handed out names a host; anything else is refused."""
+    gate, _ = make_gate({("api.example.com", 443): ("127.0.0.1", 1)})
+    assert refusal(gate, destination, 443) == (
+        f"boundary: refusing to dial {destination}:443: not a name resolved in the jail"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "port"),
+    [
+        ("other.example.com", 443),  # no rule names it
+        ("api.example.com", 8443),  # default ports are 80 and 443
+        ("db.example.com", 443),  # its rule allows 5432 only
+    ],
+)
+def test_target_refuses_a_name_or_port_the_policy_does_not_allow(name: str, port: int) -> None:
+    """A name the jail resolved is dialled only on a port some rule for it allows; overrides do not matter."""
+    gate, table = make_gate({(name, port): ("127.0.0.1", 1)})
+    assert refusal(gate, str(table.address_for(name)), port) == (
+        f"boundary: refusing to dial {name}:{port}: not allowed by the policy"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name", "port", "expected"),
+    [
+        ({("api.example.com", 443): ("127.0.0.1", 8443)}, "api.example.com", 443, ("127.0.0.1", 8443)),
+        ({("api.example.com", 443): ("::1", 443)}, "api.example.com", 443, ("::1", 443)),
+        ({("db.example.com", 5432): ("127.0.0.2", 15432)}, "db.example.com", 5432, ("127.0.0.2", 15432)),
+    ],
+)
+def test_target_uses_the_resolve_override(
+    overrides: Overrides, name: str, port: int, expected: tuple[str, int]
+) -> None:
+    """An allowed name with a `--resolve` entry for that port is dialled at the override's address and port."""
+    gate, table = make_gate(overrides)
+    address = str(table.address_for(name))
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
+        return await gate.target(loop, address, port)
+
+    assert run(main) == expected
+
+
+def test_target_refuses_an_override_to_a_synthetic_address() -> None:
+    """A `--resolve` entry naming a synthetic address is refused too: the gate never dials 198.18.0.0/15."""
+    gate, table = make_gate({("api.example.com", 443): ("198.18.0.1", 443)})
+    assert refusal(gate, str(table.address_for("api.example.com")), 443) == (
+        "boundary: refusing to dial api.example.com:443: --resolve names synthetic 198.18.0.1"
+    )
+
+
+def test_target_asks_the_host_resolver_without_an_override() -> None:
+    """Without an override the name is resolved by the host (here `localhost`, which never leaves it)."""
+    gate, table = make_gate()
+    address = str(table.address_for("localhost"))
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
+        return await gate.target(loop, address, 443)
+
+    host, port = run(main)
+    assert (host, port) in {("127.0.0.1", 443), ("::1", 443)}
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        (["198.18.0.9", "127.0.0.1"], ("127.0.0.1", 443)),
+        (["::ffff:198.18.0.9", "::1"], ("::1", 443)),
+        (["127.0.0.3", "198.18.0.9"], ("127.0.0.3", 443)),
+    ],
+)
+def test_target_skips_synthetic_answers(answers: list[str], expected: tuple[str, int]) -> None:
+    """The first resolver answer that is not synthetic (IPv4-mapped included) is the one dialled."""
+    gate, table = make_gate()
+    address = str(table.address_for("api.example.com"))
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
+        assert isinstance(loop, StaticResolverLoop)
+        loop.answers = {"api.example.com": answers}
+        return await gate.target(loop, address, 443)
+
+    assert run(main, StaticResolverLoop) == expected
+
+
+@pytest.mark.parametrize("answers", [["198.18.0.9"], ["198.19.255.254", "::ffff:198.18.0.1"], []])
+def test_target_refuses_a_name_that_resolves_only_to_synthetic_addresses(answers: list[str]) -> None:
+    """If the resolver gives nothing but synthetic addresses (or nothing), the dial is refused."""
+    gate, table = make_gate()
+    address = str(table.address_for("api.example.com"))
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
+        assert isinstance(loop, StaticResolverLoop)
+        loop.answers = {"api.example.com": answers}
+        return await gate.target(loop, address, 443)
+
+    with pytest.raises(DialRefused) as info:
+        run(main, StaticResolverLoop)
+    assert info.value.strerror == (
+        "boundary: refusing to dial api.example.com:443: it resolves only to synthetic addresses"
+    )
+
+
+# --- GatedEventLoop.create_connection -------------------------------------------------------------------------
+
+
+async def echo_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"echo:" + await reader.readline())
+    await writer.drain()
+    writer.close()
+
+
+def test_create_connection_dials_through_the_override() -> None:
+    """A connection to a synthetic address is re-addressed by the gate and really reaches the local server."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> bytes:
+        server = await asyncio.start_server(echo_once, "127.0.0.1", 0)
+        async with server:
+            listening_port = server.sockets[0].getsockname()[1]
+            gate, table = make_gate({("api.example.com", 443): ("127.0.0.1", listening_port)})
+            assert isinstance(loop, GatedEventLoop)
+            loop.gate = gate
+            reader, writer = await asyncio.open_connection(str(table.address_for("api.example.com")), 443)
+            writer.write(b"hello\n")
+            reply = await reader.read()
+            writer.close()
+            return reply
+
+    assert run(main) == b"echo:hello\n"
+
+
+@pytest.mark.parametrize(
+    ("with_gate", "host", "port", "message"),
+    [
+        (False, "127.0.0.1", None, "refusing to dial 127.0.0.1:None: no upstream gate"),
+        (False, "api.example.com", 443, "refusing to dial api.example.com:443: no upstream gate"),
+        (True, "127.0.0.1", None, "refusing to dial 127.0.0.1:None: no upstream gate"),
+        (True, "127.0.0.1", 443, "refusing to dial 127.0.0.1:443: not a name resolved in the jail"),
+        (True, "203.0.113.7", 443, "refusing to dial 203.0.113.7:443: not a name resolved in the jail"),
+    ],
+)
+def test_create_connection_refuses(with_gate: bool, host: str, port: int | None, message: str) -> None:
+    """Without a gate, without a host and port, or to anything the gate refuses: DialRefused, before any dial.
+
+    DialRefused is a ConnectionRefusedError, so mitmproxy reports it like any refused upstream connection.
+    """
+
+    async def main(loop: asyncio.AbstractEventLoop) -> None:
+        assert isinstance(loop, GatedEventLoop)
+        if with_gate:
+            loop.gate = make_gate({("api.example.com", 443): ("127.0.0.1", 1)})[0]
+        await loop.create_connection(asyncio.Protocol, host, port)
+
+    with pytest.raises(ConnectionRefusedError) as info:
+        run(main)
+    assert isinstance(info.value, DialRefused)
+    assert info.value.errno == errno.EACCES
+    assert info.value.strerror == f"boundary: {message}"
+
+
+def test_create_connection_refuses_a_ready_made_socket() -> None:
+    """A dial that brings its own socket (`sock=`, no host) is refused even with a gate: it would skip it."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> None:
+        assert isinstance(loop, GatedEventLoop)
+        loop.gate = make_gate()[0]
+        with socket.socket() as sock:
+            await loop.create_connection(asyncio.Protocol, sock=sock)
+
+    with pytest.raises(DialRefused, match="no upstream gate"):
+        run(main)

@@ -1,0 +1,214 @@
+"""Specification of the mitmproxy shell: the run's CA signs every leaf, nothing is written to a confdir, and a
+proxy can be started on an injected socket and closed.
+
+A full request through the proxy needs a transparent-mode socket (the jail's nft redirect and
+`SO_ORIGINAL_DST`): that belongs to the e2e suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from mitmproxy import certs, hooks
+from mitmproxy.addons import tlsconfig
+from mitmproxy.test import taddons
+
+from boundary.audit import AuditLog
+from boundary.ca import RunCA, generate_ca
+from boundary.fakedns import FakeDnsTable
+from boundary.gate import GatedEventLoop, UpstreamGate
+from boundary.matcher import Matcher
+from boundary.policy import parse_policy
+from boundary.proxy import RunTlsConfig, _certstore, start_proxy
+
+POLICY = "version: 1\nallow:\n  - domain: api.example.com\n"
+TIMEOUT = 10.0  # a guard against hangs, not a measurement
+
+
+@pytest.fixture(scope="module")
+def ca() -> RunCA:
+    return generate_ca("proxytest", datetime.now(UTC))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty HOME, so that `~/.mitmproxy` would be created inside it."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("HOME", str(path))
+    yield path
+
+
+# --- the certificate store ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("common_name", "sans"),
+    [
+        ("api.example.com", []),
+        ("api.example.com", ["api.example.com"]),
+        (None, ["a.test", "b.test"]),
+    ],
+)
+def test_leaf_certificates_chain_to_the_run_ca(ca: RunCA, common_name: str | None, sans: list[str]) -> None:
+    """Every leaf the store makes is issued and signed by the run's CA, for the names asked, for servers."""
+    store = _certstore(ca)
+    entry = store.get_cert(common_name, [x509.DNSName(name) for name in sans])
+    leaf = entry.cert.to_cryptography()
+    leaf.verify_directly_issued_by(ca.cert)  # issuer name matches and the CA's key verifies the signature
+    assert entry.chain_certs == [certs.Cert(ca.cert)]
+    names = [attribute.value for attribute in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    assert names == ([common_name] if common_name else [])
+    if sans:
+        assert (
+            leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+            == sans
+        )
+    usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+
+
+def test_store_uses_the_run_ca_and_its_key(ca: RunCA) -> None:
+    """The store's default CA and key are the run's own: nothing is generated or read from disk."""
+    store = _certstore(ca)
+    assert store.default_ca == certs.Cert(ca.cert)
+    assert store.default_privatekey is ca.key
+    assert store.default_chain_file is None
+    assert store.dhparams is not None
+
+
+def test_leaf_certificates_are_reused_per_name(ca: RunCA) -> None:
+    """Asking twice for the same name gives the same leaf (mitmproxy caches it in the store)."""
+    store = _certstore(ca)
+    assert store.get_cert("api.example.com", []) is store.get_cert("api.example.com", [])
+
+
+# --- RunTlsConfig -------------------------------------------------------------------------------------------
+
+
+def configure_everything(context: taddons.context, addon: tlsconfig.TlsConfig) -> None:
+    """Send `addon` the configure event for every option, as when all options are (re)loaded."""
+    context.master.addons.invoke_addon_sync(addon, hooks.ConfigureHook(set(context.options.keys())))
+
+
+def test_stock_tls_addon_would_write_a_confdir(home: Path) -> None:
+    """The control for the next test: configured, mitmproxy's own TLS addon creates `~/.mitmproxy` and a CA."""
+    addon = tlsconfig.TlsConfig()
+    with taddons.context(addon) as context:
+        configure_everything(context, addon)
+    assert (home / ".mitmproxy" / "mitmproxy-ca.pem").exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"confdir": "~/elsewhere"},
+        {"key_size": 4096, "cert_passphrase": "secret"},
+        {"tls_version_client_min": "TLS1_2"},  # an option outside the store's: handled by mitmproxy as usual
+    ],
+)
+def test_run_tls_config_keeps_the_run_store_and_writes_nothing(
+    ca: RunCA, home: Path, options: dict[str, object]
+) -> None:
+    """Loading and configuring our TLS addon keeps the run's store and never creates a confdir."""
+    store = _certstore(ca)
+    addon = RunTlsConfig(store)
+    with taddons.context(addon) as context:
+        configure_everything(context, addon)
+        assert addon.certstore is store
+        context.configure(addon, **options)
+        assert addon.certstore is store
+    assert list(home.iterdir()) == []
+
+
+# --- start_proxy ----------------------------------------------------------------------------------------------
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+async def received(loop: asyncio.AbstractEventLoop, client: socket.socket) -> bytes:
+    """What the server sent before closing; a reset (the server closed with our request unread) is nothing."""
+    try:
+        return await loop.sock_recv(client, 1024)
+    except ConnectionResetError:
+        return b""
+
+
+def test_start_proxy_serves_the_socket_and_closes_it(ca: RunCA, tmp_path: Path, home: Path) -> None:
+    """`start_proxy` installs the gate on the loop, serves the injected socket, and `close` stops both."""
+    trust = tmp_path / "upstream-trust.pem"
+    trust.write_bytes(ca.cert_pem)
+    table = FakeDnsTable()
+    matcher = Matcher(parse_policy(POLICY))
+    overrides = {("api.example.com", 443): ("127.0.0.1", 1)}
+    sock = listening_socket()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, GatedEventLoop)
+        with AuditLog(tmp_path / "audit.jsonl") as log:
+            async with asyncio.timeout(TIMEOUT):
+                proxy = await start_proxy(
+                    listen=sock,
+                    matcher=matcher,
+                    table=table,
+                    log=log,
+                    run_id="proxytest",
+                    ca=ca,
+                    upstream_trust=trust,
+                    overrides=overrides,
+                )
+                assert loop.gate == UpstreamGate(table, matcher, overrides)
+                # A connection that no nft rule redirected has no original destination: closed, nothing dialled.
+                with socket.socket() as client:
+                    client.setblocking(False)
+                    await loop.sock_connect(client, sock.getsockname())
+                    await loop.sock_sendall(client, b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+                    assert await received(loop, client) == b""
+                await proxy.close()
+            assert log.path.read_text() == ""  # no decision was made for it
+        assert sock.fileno() == -1  # closing the proxy closed the listening socket
+
+    try:
+        with asyncio.Runner(loop_factory=GatedEventLoop) as runner:
+            runner.run(main())
+    finally:
+        sock.close()
+    assert list(home.iterdir()) == []  # no ~/.mitmproxy
+
+
+def test_start_proxy_refuses_an_ungated_loop(ca: RunCA, tmp_path: Path) -> None:
+    """The proxy must never run where its upstream dials would bypass the gate."""
+    sock = listening_socket()
+
+    async def main() -> None:
+        with AuditLog(tmp_path / "audit.jsonl") as log:
+            await start_proxy(
+                listen=sock,
+                matcher=Matcher(parse_policy(POLICY)),
+                table=FakeDnsTable(),
+                log=log,
+                run_id="proxytest",
+                ca=ca,
+                upstream_trust=tmp_path / "unused.pem",
+                overrides={},
+            )
+
+    try:
+        with pytest.raises(RuntimeError, match="must run on a GatedEventLoop"):
+            asyncio.run(main())
+    finally:
+        sock.close()

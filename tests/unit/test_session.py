@@ -1,0 +1,216 @@
+"""Specification of the session's input checks: who the workload runs as, the command, the upstream CAs.
+
+These run before anything is started, so a bad value stops `boundary run` with a `UsageError` (exit 125). The
+checks take the uid, gid and environment as parameters: the root cases run fine without root.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from boundary.ca import find_system_bundle, generate_ca
+from boundary.errors import UsageError
+from boundary.jail.plan import Identity
+from boundary.session import _check_command, _read_upstream_cas, _upstream_trust, identities
+
+NOBODY = pwd.getpwnam("nobody")
+UNKNOWN_USER = "boundary-test-no-such-user"
+
+
+def usage_error(call: Callable[[], object]) -> str:
+    """The message of the UsageError that `call` raises."""
+    with pytest.raises(UsageError) as info:
+        call()
+    return str(info.value)
+
+
+def unused_uid() -> int:
+    """A uid with no passwd entry."""
+    uid = 4_200_000
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+def invoker(uid: int, gid: int) -> Identity:
+    return Identity(uid, gid, tuple(os.getgroups()))
+
+
+def nobody() -> Identity:
+    return Identity(
+        NOBODY.pw_uid,
+        NOBODY.pw_gid,
+        tuple(os.getgrouplist("nobody", NOBODY.pw_gid)),
+        NOBODY.pw_dir,
+        "nobody",
+    )
+
+
+def executable(path: Path) -> Path:
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return path
+
+
+# --- identities ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user", "env"),
+    [
+        (None, {}),
+        (None, {"SUDO_USER": "nobody"}),  # SUDO_USER means nothing to a non-root invoker
+        ("nobody", {}),  # asking for oneself by name
+    ],
+)
+def test_rootless_workload_is_the_invoker(user: str | None, env: dict[str, str]) -> None:
+    """Without root the workload always runs as the invoker."""
+    assert identities(user, env, NOBODY.pw_uid, NOBODY.pw_gid) == (
+        invoker(NOBODY.pw_uid, NOBODY.pw_gid),
+        invoker(NOBODY.pw_uid, NOBODY.pw_gid),
+    )
+
+
+@pytest.mark.parametrize("uid", [NOBODY.pw_uid, unused_uid()])
+def test_rootless_asking_for_another_user_is_refused(uid: int) -> None:
+    """Without root, `--user` naming someone else is a UsageError quoting it (also for a uid without a name)."""
+    assert usage_error(lambda: identities("root", {}, uid, uid)) == (
+        "--user 'root': only root can run the workload as another user"
+    )
+
+
+@pytest.mark.parametrize(
+    ("user", "env"),
+    [
+        (None, {}),  # plain root: root without capabilities
+        ("root", {}),
+        (None, {"SUDO_USER": "root"}),
+        ("root", {"SUDO_USER": "nobody"}),  # --user wins over SUDO_USER
+    ],
+)
+def test_root_workload_stays_root(user: str | None, env: dict[str, str]) -> None:
+    """As root, with no other user named, the workload is the invoker (root)."""
+    assert identities(user, env, 0, 0) == (invoker(0, 0), invoker(0, 0))
+
+
+@pytest.mark.parametrize(
+    ("user", "env"),
+    [
+        ("nobody", {}),
+        (None, {"SUDO_USER": "nobody"}),
+        ("nobody", {"SUDO_USER": "root"}),  # --user wins over SUDO_USER
+    ],
+)
+def test_root_runs_the_workload_as_the_named_user(user: str | None, env: dict[str, str]) -> None:
+    """As root, `--user` (else `SUDO_USER`) picks the workload's uid, gid, groups, home and name."""
+    assert identities(user, env, 0, 0) == (invoker(0, 0), nobody())
+
+
+@pytest.mark.parametrize(("user", "env"), [(UNKNOWN_USER, {}), (None, {"SUDO_USER": UNKNOWN_USER})])
+def test_root_with_an_unknown_user_is_refused(user: str | None, env: dict[str, str]) -> None:
+    """As root, a user name that does not exist is a UsageError quoting it."""
+    assert usage_error(lambda: identities(user, env, 0, 0)) == f"--user '{UNKNOWN_USER}': no such user"
+
+
+# --- the command --------------------------------------------------------------------------------------------
+
+
+def test_no_command_is_refused() -> None:
+    """An empty command line is a UsageError that shows the expected form."""
+    assert usage_error(lambda: _check_command((), {"PATH": os.defpath})) == (
+        "no command given: boundary run --policy FILE -- COMMAND [ARGS...]"
+    )
+
+
+def test_command_by_absolute_path(tmp_path: Path) -> None:
+    """An absolute path to an executable is accepted whatever PATH says."""
+    _check_command((str(executable(tmp_path / "tool")), "--flag"), {"PATH": ""})
+
+
+def test_command_found_on_path(tmp_path: Path) -> None:
+    """A bare name is looked up in the given environment's PATH."""
+    executable(tmp_path / "tool")
+    _check_command(("tool",), {"PATH": f"/nonexistent:{tmp_path}"})
+
+
+@pytest.mark.parametrize("where", ["absent", "not-executable", "not-on-path", "missing-absolute"])
+def test_command_not_found_is_quoted(tmp_path: Path, where: str) -> None:
+    """A command that is not an executable reachable by PATH (or by its path) is a UsageError quoting it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    name = "tool"
+    if where == "not-executable":
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o644)
+    elif where == "not-on-path":
+        executable(tmp_path / name)
+    elif where == "missing-absolute":
+        name = str(bin_dir / "missing")
+    assert usage_error(lambda: _check_command((name,), {"PATH": str(bin_dir)})) == f"command not found: '{name}'"
+
+
+# --- upstream CAs ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca_pem() -> bytes:
+    return generate_ca("session-test", datetime.now(UTC)).cert_pem
+
+
+def test_no_upstream_cas_is_empty() -> None:
+    """Without `--upstream-ca` there is nothing extra to trust."""
+    assert _read_upstream_cas(()) == b""
+
+
+def test_upstream_cas_are_read_in_order_each_ending_in_a_newline(tmp_path: Path, ca_pem: bytes) -> None:
+    """Each file is taken as is, in order; one without a final newline gets one, so PEM blocks stay apart."""
+    first, second = tmp_path / "first.pem", tmp_path / "second.pem"
+    first.write_bytes(ca_pem.rstrip(b"\n"))
+    second.write_bytes(b"# a comment\n" + ca_pem)
+    assert _read_upstream_cas((str(first), str(second))) == ca_pem + b"# a comment\n" + ca_pem
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("missing", "No such file or directory"),
+        ("directory", "Is a directory"),
+        ("not-pem", "no PEM certificate in the file"),
+        ("empty", "no PEM certificate in the file"),
+    ],
+)
+def test_unusable_upstream_ca_is_refused_quoting_the_path(tmp_path: Path, make: str, message: str) -> None:
+    """A CA file that cannot be read or holds no PEM certificate is a UsageError quoting its path."""
+    path = tmp_path / "ca.pem"
+    if make == "directory":
+        path.mkdir()
+    elif make == "not-pem":
+        path.write_bytes(b"\x30\x82\x01\x0a not a PEM certificate\n")
+    elif make == "empty":
+        path.write_bytes(b"")
+    assert usage_error(lambda: _read_upstream_cas((str(path),))) == f"--upstream-ca '{path}': {message}"
+
+
+def test_upstream_trust_is_the_system_store_plus_the_extra_cas(ca_pem: bytes) -> None:
+    """The proxy trusts the system CAs (certifi's when there is no system bundle) and then the extra ones."""
+    system = find_system_bundle()
+    if system is not None:
+        base = system.read_bytes()
+    else:
+        import certifi
+
+        base = Path(certifi.where()).read_bytes()
+    trust = _upstream_trust(ca_pem)
+    assert trust.startswith(base)
+    assert trust.endswith(ca_pem)
+    assert trust[: -len(ca_pem)].endswith(b"\n")  # the extra CAs start on their own line
+    assert _upstream_trust(b"").startswith(base)
