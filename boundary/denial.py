@@ -14,6 +14,8 @@ _HINTS: dict[str, str] = {
     "method-not-allowed": "add the method to a rule for this host: {rule}",
     "path-not-allowed": "add the path to a rule for this host: {rule}",
     "not-http": "allow this host and port without methods or paths: {rule}",
+    "denied-by-rule": "change the policy's deny rule shown in the audit log; deny wins over allow",
+    "query-not-allowed": "send the query the allow rule names, or widen its `query:`",
     "ip-literal": "connect by host name; rules cannot name IP addresses",
     "ambiguous-path": "send the path without encoded '/', '\\', NUL or '..' above the root",
     "host-mismatch": "the Host header must name the host the client connected to",
