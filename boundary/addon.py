@@ -60,6 +60,12 @@ def split_host_header(value: str) -> tuple[str, int | None]:
     return (host if port_text == "" else value), None
 
 
+def _scheme(client: connection.Client, *, http: bool = True) -> str:
+    if http:
+        return "https" if client.tls else "http"
+    return "tls" if client.tls else "tcp"
+
+
 def _same_host(a: str | None, b: str) -> bool:
     return a is not None and a.lower().rstrip(".") == b
 
@@ -92,8 +98,8 @@ class PolicyAddon:
         header_host, header_port = split_host_header(host_header) if host_header else (None, None)
         if not _same_host(header_host, name) or header_port not in (None, port):
             return deny(REASON_HOST_MISMATCH), name, port
-        scheme = "https" if flow.client_conn.tls else "http"
-        return self.matcher.decide(Request(scheme, name, port, flow.request.method, flow.request.path)), name, port
+        request = Request(_scheme(flow.client_conn), name, port, flow.request.method, flow.request.path)
+        return self.matcher.decide(request), name, port
 
     # --- hooks ---------------------------------------------------------------------------------------------
 
@@ -130,10 +136,9 @@ class PolicyAddon:
         elif flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
             decision = deny(REASON_SNI_MISMATCH)
         else:
-            scheme = "tls" if flow.client_conn.tls else "tcp"
-            decision = self.matcher.decide(Request(scheme, name, port, None, None))
+            decision = self.matcher.decide(Request(_scheme(flow.client_conn, http=False), name, port, None, None))
         host = name if name is not None else flow.client_conn.sockname[0]
-        self._write(decision, None, "tls" if flow.client_conn.tls else "tcp", host, port, None, None)
+        self._write(decision, scheme=_scheme(flow.client_conn, http=False), host=host, port=port)
         if decision.allowed:
             self._cleared_clients.add(flow.client_conn.id)
 
@@ -158,7 +163,7 @@ class PolicyAddon:
                 self._respond_denied(subject, decision, host, port)
             elif isinstance(subject, tcp.TCPFlow):
                 self._cleared_clients.discard(subject.client_conn.id)
-                self._write(decision, None, "tcp", None, None, None, None)
+                self._write(decision, scheme="tcp")
             elif isinstance(subject, server_hooks.ServerConnectionHookData):
                 subject.server.error = "boundary: internal error"
         except Exception:
@@ -169,9 +174,8 @@ class PolicyAddon:
     # --- rendering -----------------------------------------------------------------------------------------
 
     def _respond_denied(self, flow: http.HTTPFlow, decision: Decision, host: str | None, port: int) -> None:
-        scheme = "https" if flow.client_conn.tls else "http"
         path = flow.request.path
-        url = f"{scheme}://{host}{'' if port in (80, 443) else f':{port}'}{path}"
+        url = f"{_scheme(flow.client_conn)}://{host}{'' if port in (80, 443) else f':{port}'}{path}"
         body = denial.denial_text(decision.reason, flow.request.method, url, host, port, path)
         flow.response = http.Response.make(
             403,
@@ -190,21 +194,21 @@ class PolicyAddon:
             return
         flow.metadata[_LOGGED] = True
         decision, host, port = flow.metadata[_DECISION]
-        scheme = "https" if flow.client_conn.tls else "http"
         extra = {"error": error} if error else {}
-        self._write(decision, flow.request.method, scheme, host, port, flow.request.path, status, **extra)
+        self._write(
+            decision,
+            method=flow.request.method,
+            scheme=_scheme(flow.client_conn),
+            host=host,
+            port=port,
+            path=flow.request.path,
+            status=status,
+            **extra,
+        )
 
-    def _write(
-        self,
-        decision: Decision,
-        method: str | None,
-        scheme: str,
-        host: str | None,
-        port: int | None,
-        path: str | None,
-        status: int | None,
-        **extra: str | int | None,
-    ) -> None:
+    def _write(self, decision: Decision, **fields: str | int | None) -> None:
+        """One audit line; `fields` are the request's (see `audit.render`), absent ones are null."""
+        request = {"method": None, "host": None, "port": None, "path": None, "status": None} | fields
         self.log.write(
             audit.render(
                 ts=datetime.now(UTC),
@@ -212,12 +216,6 @@ class PolicyAddon:
                 decision=decision.verdict,
                 rule=decision.rule.id if decision.rule else None,
                 reason=decision.reason,
-                method=method,
-                scheme=scheme,
-                host=host,
-                port=port,
-                path=path,
-                status=status,
-                **extra,
+                **request,  # type: ignore[arg-type]
             )
         )

@@ -79,8 +79,11 @@ def find_system_bundle(candidates: tuple[str, ...] = SYSTEM_BUNDLES) -> Path | N
     return None
 
 
+def join_pem(*blobs: bytes) -> bytes:
+    """Concatenate PEM files, each ending on its own line (a file may lack its final newline)."""
+    return b"".join(blob if not blob or blob.endswith(b"\n") else blob + b"\n" for blob in blobs)
+
+
 def combined_bundle(system_bundle: bytes, ca_pem: bytes) -> bytes:
     """System CAs plus the run's CA: tools inside the jail keep trusting what they trusted, plus the proxy."""
-    if system_bundle and not system_bundle.endswith(b"\n"):
-        system_bundle += b"\n"
-    return system_bundle + b"# boundary run CA\n" + ca_pem
+    return join_pem(system_bundle, b"# boundary run CA\n" + ca_pem)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from boundary import audit
-from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca
+from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca, join_pem
 from boundary.dnsserver import DnsServer
 from boundary.errors import BoundaryError, UsageError
 from boundary.fakedns import FakeDnsTable
@@ -32,8 +32,6 @@ from boundary.jail.plan import HOSTS, RESOLV_CONF, Identity, nft_ruleset, worklo
 from boundary.matcher import Matcher
 from boundary.policy import load_policy
 from boundary.resolve import override_table, parse_resolve
-
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +82,8 @@ def _read_upstream_cas(paths: tuple[str, ...]) -> bytes:
             raise UsageError(f"--upstream-ca '{path}': {e.strerror}") from e
         if b"-----BEGIN CERTIFICATE-----" not in data:
             raise UsageError(f"--upstream-ca '{path}': no PEM certificate in the file")
-        blobs.append(data if data.endswith(b"\n") else data + b"\n")
-    return b"".join(blobs)
+        blobs.append(data)
+    return join_pem(*blobs)
 
 
 def _upstream_trust(extra: bytes) -> bytes:
@@ -97,9 +95,7 @@ def _upstream_trust(extra: bytes) -> bytes:
         import certifi  # mitmproxy's own default, always installed with it
 
         base = Path(certifi.where()).read_bytes()
-    if base and not base.endswith(b"\n"):
-        base += b"\n"
-    return base + extra
+    return join_pem(base, extra)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -202,7 +198,7 @@ async def _serve(
     upstream_trust: Path,
 ) -> int:
     loop = asyncio.get_running_loop()
-    for signum in FORWARDED_SIGNALS:
+    for signum in helper.FORWARDED_SIGNALS:
         loop.add_signal_handler(signum, jail.signal, signum)
     exited = _watch_exit(loop, jail.helper_pid)
     table = FakeDnsTable()
@@ -230,8 +226,7 @@ async def _serve(
         status = exited.result()
     finally:
         await dns.close()
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    return helper.exit_code(status)
 
 
 def _import_in_background(loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Future[Any]:

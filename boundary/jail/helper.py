@@ -214,9 +214,14 @@ def _wait_for(pid: int) -> int:  # pragma: no cover - child process
             return status
 
 
-def _exit_like(status: int) -> None:  # pragma: no cover - child process
+def exit_code(status: int) -> int:
+    """A wait status as a shell would report it: the exit code, or 128+N after death by signal N."""
     code = os.waitstatus_to_exitcode(status)
-    os._exit(128 - code if code < 0 else code)
+    return 128 - code if code < 0 else code
+
+
+def _exit_like(status: int) -> None:  # pragma: no cover - child process
+    os._exit(exit_code(status))
 
 
 # --- init, PID 1 of the jail's pid namespace -------------------------------------------------------------------

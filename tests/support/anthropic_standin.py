@@ -50,11 +50,11 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any
 
 from tests.support.upstreams import (
     Exchange,
+    FrontedUpstream,
     RecordedRequest,
     TestCA,
     Upstream,
@@ -94,29 +94,19 @@ CLAUDE_BINARY_LOCATIONS: tuple[Path, ...] = (
 # ------------------------------------------------------------------------------------------- the stand-in
 
 
-class AnthropicStandin:
+class AnthropicStandin(FrontedUpstream):
     """The Messages API stand-in (an HTTPS :class:`Upstream`); see the module docstring for its routes."""
 
     def __init__(self, ca: TestCA, names: Sequence[str], answer: str, sock: socket.socket | None) -> None:
         #: The text every ``/v1/messages`` answer carries; may be changed while running.
         self.answer = answer
-        self.upstream: Upstream = start_https_upstream(ca, names, handler=self._handle, sock=sock)
+        self._upstream = start_https_upstream(ca, names, handler=self._handle, sock=sock)
 
     # ---------------------------------------------------------------- public API
 
     @property
-    def port(self) -> int:
-        return self.upstream.port
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request received so far (method, path, headers, body...)."""
-        return self.upstream.requests
-
-    @property
-    def errors(self) -> list[str]:
-        """Exceptions raised while answering (should stay empty)."""
-        return self.upstream.errors
+    def upstream(self) -> Upstream:
+        return self._upstream
 
     def paths(self) -> list[str]:
         """``METHOD path`` of every request so far, in order (for messages and debugging)."""
@@ -132,14 +122,6 @@ class AnthropicStandin:
 
     def close(self) -> None:
         self.upstream.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # ---------------------------------------------------------------- handler
 

@@ -32,10 +32,8 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from tests.support.upstreams import Exchange, RecordedRequest, TestCA, Upstream, start_https_upstream
+from tests.support.upstreams import Exchange, FrontedUpstream, TestCA, Upstream, start_https_upstream
 
 __all__ = ["GIT_IDENTITY", "GitServer", "git_env", "start_git_server"]
 
@@ -83,7 +81,7 @@ def _git(args: Sequence[str], *, cwd: Path | None = None, input: bytes | None = 
     return result.stdout.decode().strip()
 
 
-class GitServer:
+class GitServer(FrontedUpstream):
     """A bare repository served over git smart-HTTP (HTTPS) on 127.0.0.1. See the module doc."""
 
     def __init__(self, ca: TestCA, names: Sequence[str], owner: str, repo: str, files: Mapping[str, bytes]) -> None:
@@ -111,22 +109,8 @@ class GitServer:
         return self._upstream
 
     @property
-    def port(self) -> int:
-        return self.upstream.port
-
-    @property
     def host(self) -> str:
         return self.upstream.host
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request received so far (raw targets: ``/acme/demo.git/info/refs?service=...``)."""
-        return self.upstream.requests
-
-    @property
-    def errors(self) -> list[str]:
-        """Handler failures (a CGI that could not start, a malformed CGI answer)."""
-        return self.upstream.errors
 
     @property
     def path(self) -> str:
@@ -163,14 +147,6 @@ class GitServer:
         if self._upstream is not None:
             self._upstream.close()
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # ---------------------------------------------------------------- the repository
 

@@ -49,7 +49,9 @@ __all__ = [
     "MAX_RECORDED_BODY",
     "Canary",
     "CanaryHit",
+    "ClosesOnExit",
     "Exchange",
+    "FrontedUpstream",
     "Handler",
     "RecordedRequest",
     "TestCA",
@@ -174,7 +176,45 @@ def _make_listener(host: str) -> socket.socket:
     return sock
 
 
-class _Server:
+class ClosesOnExit:
+    """`with server:` closes it on the way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class FrontedUpstream(ClosesOnExit):
+    """A test server built on an :class:`Upstream` with its own handler; the common read-outs are the
+    upstream's."""
+
+    @property
+    def upstream(self) -> Upstream:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        return self.upstream.port
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far (method, raw target, headers, body...)."""
+        return self.upstream.requests
+
+    @property
+    def errors(self) -> list[str]:
+        """Exceptions raised while answering (should stay empty)."""
+        return self.upstream.errors
+
+
+class _Server(ClosesOnExit):
     """Common life cycle of a background asyncio stream server."""
 
     def __init__(self, name: str, sock: socket.socket | None, host: str) -> None:
@@ -240,14 +280,6 @@ class _Server:
             self._thread.run(self._shutdown(), timeout=15)
         self._thread.stop()
         self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 # ----------------------------------------------------------------------------------------------- HTTP/1.1
