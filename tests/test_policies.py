@@ -1,0 +1,193 @@
+"""Specification of the example policies in policies/: each one parses, lints clean, is commented, is listed in
+the README, and decides a few concrete requests the way its comments say.
+
+The files are found by glob, so a new example is checked as soon as it exists: it fails here until it has
+cases in `CASES` (at least one allowed and one denied request).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from boundary.lint import lint
+from boundary.matcher import (
+    REASON_ALLOWED,
+    REASON_AMBIGUOUS_PATH,
+    REASON_DENIED_BY_RULE,
+    REASON_METHOD_NOT_ALLOWED,
+    REASON_NO_MATCHING_RULE,
+    REASON_PATH_NOT_ALLOWED,
+    REASON_PORT_NOT_ALLOWED,
+    REASON_QUERY_NOT_ALLOWED,
+    Decision,
+    Matcher,
+    Request,
+)
+from boundary.policy import Policy, load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICIES = ROOT / "policies"
+FILES = sorted(path.name for path in POLICIES.glob("*.yaml"))
+
+ALLOWED = REASON_ALLOWED
+
+# (file, "METHOD URL", reason, rule id): the verdict is "allow" exactly when the reason is `allowed`; the rule
+# is the one that allowed the request or the deny rule that denied it (None when no rule decided).
+CASES: list[tuple[str, str, str, str | None]] = [
+    # claude-code.yaml: the Messages API, nothing else
+    ("claude-code.yaml", "POST https://api.anthropic.com/v1/messages", ALLOWED, "policies/claude-code.yaml:6"),
+    ("claude-code.yaml", "GET https://api.anthropic.com/v1/models", ALLOWED, "policies/claude-code.yaml:6"),
+    ("claude-code.yaml", "DELETE https://api.anthropic.com/v1/files/f", REASON_METHOD_NOT_ALLOWED, None),
+    ("claude-code.yaml", "POST https://statsig.anthropic.com/v1/rgstr", REASON_NO_MATCHING_RULE, None),
+    # codex.yaml: the Responses API by API key or ChatGPT sign-in, and the token endpoints
+    ("codex.yaml", "POST https://api.openai.com/v1/responses", ALLOWED, "codex-api-key"),
+    ("codex.yaml", "GET https://api.openai.com/v1/models", ALLOWED, "codex-api-key"),
+    ("codex.yaml", "DELETE https://api.openai.com/v1/files/f", REASON_METHOD_NOT_ALLOWED, None),
+    ("codex.yaml", "GET https://api.openai.com/dashboard", REASON_PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "POST http://api.openai.com/v1/responses", REASON_PORT_NOT_ALLOWED, None),
+    ("codex.yaml", "POST https://chatgpt.com/backend-api/codex/responses", ALLOWED, "codex-chatgpt"),
+    ("codex.yaml", "GET https://chatgpt.com/backend-api/wham/usage", ALLOWED, "codex-chatgpt"),
+    ("codex.yaml", "POST https://chatgpt.com/backend-api/conversation", REASON_PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "GET https://chatgpt.com/", REASON_PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "POST https://chatgpt.com/backend-api/codex/../files", REASON_PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "POST https://auth.openai.com/oauth/token", ALLOWED, "codex-token-refresh"),
+    ("codex.yaml", "GET https://auth.openai.com/oauth/authorize", REASON_METHOD_NOT_ALLOWED, None),
+    ("codex.yaml", "POST https://auth.openai.com/api/accounts/deviceauth/usercode", ALLOWED, "codex-device-login"),
+    ("codex.yaml", "POST https://auth.openai.com/api/accounts/signup", REASON_PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "GET https://platform.openai.com/", REASON_NO_MATCHING_RULE, None),
+    # demo.yaml: one host, read-only, two path shapes
+    ("demo.yaml", "GET https://api.demo.test/hello", ALLOWED, "policies/demo.yaml:4"),
+    ("demo.yaml", "HEAD http://api.demo.test/v1/users", ALLOWED, "policies/demo.yaml:4"),
+    ("demo.yaml", "GET https://api.demo.test/v1/a/b", REASON_PATH_NOT_ALLOWED, None),
+    ("demo.yaml", "POST https://api.demo.test/hello", REASON_METHOD_NOT_ALLOWED, None),
+    # github-readonly.yaml: fetch yes, push no (by name)
+    (
+        "github-readonly.yaml",
+        "GET https://github.com/o/r.git/info/refs?service=git-upload-pack",
+        ALLOWED,
+        "git-fetch-refs",
+    ),
+    ("github-readonly.yaml", "POST https://github.com/o/r.git/git-upload-pack", ALLOWED, "git-fetch-pack"),
+    (
+        "github-readonly.yaml",
+        "GET https://github.com/o/r.git/info/refs?service=git-receive-pack",
+        REASON_DENIED_BY_RULE,
+        "no-push",
+    ),
+    ("github-readonly.yaml", "POST https://github.com/o/r/git-receive-pack", REASON_DENIED_BY_RULE, "no-push-pack"),
+    ("github-readonly.yaml", "GET https://github.com/o/r/info/refs", REASON_QUERY_NOT_ALLOWED, None),
+    ("github-readonly.yaml", "GET https://github.com/o/r", REASON_PATH_NOT_ALLOWED, None),
+    ("github-readonly.yaml", "GET https://api.github.com/repos/o/r", REASON_NO_MATCHING_RULE, None),
+    # node-npm.yaml: registry metadata and tarballs, scoped packages included, GET/HEAD only
+    ("node-npm.yaml", "GET https://registry.npmjs.org/left-pad", ALLOWED, "preset:npm/1"),
+    ("node-npm.yaml", "GET https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz", ALLOWED, "preset:npm/1"),
+    ("node-npm.yaml", "GET https://registry.npmjs.org/@types%2fnode", ALLOWED, "npm-scoped-metadata"),
+    ("node-npm.yaml", "HEAD https://registry.npmjs.org/@types%2Fnode", ALLOWED, "npm-scoped-metadata"),
+    ("node-npm.yaml", "GET https://registry.npmjs.org/@types/node/-/node-22.0.0.tgz", ALLOWED, "preset:npm/1"),
+    ("node-npm.yaml", "GET https://registry.npmjs.org/@a%2f..%2fb", REASON_AMBIGUOUS_PATH, None),
+    ("node-npm.yaml", "GET https://registry.npmjs.org/x%2fy", REASON_AMBIGUOUS_PATH, None),
+    ("node-npm.yaml", "PUT https://registry.npmjs.org/left-pad", REASON_METHOD_NOT_ALLOWED, None),
+    (
+        "node-npm.yaml",
+        "POST https://registry.npmjs.org/-/npm/v1/security/advisories/bulk",
+        REASON_METHOD_NOT_ALLOWED,
+        None,
+    ),
+    ("node-npm.yaml", "GET http://registry.npmjs.org/left-pad", REASON_PORT_NOT_ALLOWED, None),
+    ("node-npm.yaml", "GET https://registry.yarnpkg.com/left-pad", REASON_NO_MATCHING_RULE, None),
+    # python-pypi.yaml: the index, the JSON API and the files, GET/HEAD only
+    ("python-pypi.yaml", "GET https://pypi.org/simple/requests/", ALLOWED, "pypi-index"),
+    ("python-pypi.yaml", "GET https://pypi.org/pypi/requests/2.32.3/json", ALLOWED, "pypi-index"),
+    (
+        "python-pypi.yaml",
+        "GET https://files.pythonhosted.org/packages/f9/9b/335f/requests-2.32.3-py3-none-any.whl.metadata",
+        ALLOWED,
+        "pypi-files",
+    ),
+    ("python-pypi.yaml", "POST https://pypi.org/simple/requests/", REASON_METHOD_NOT_ALLOWED, None),
+    ("python-pypi.yaml", "GET https://pypi.org/account/login/", REASON_PATH_NOT_ALLOWED, None),
+    ("python-pypi.yaml", "GET https://pypi.org/simple/../account/login/", REASON_PATH_NOT_ALLOWED, None),
+    ("python-pypi.yaml", "GET http://pypi.org/simple/requests/", REASON_PORT_NOT_ALLOWED, None),
+    ("python-pypi.yaml", "POST https://upload.pypi.org/legacy/", REASON_NO_MATCHING_RULE, None),
+]
+
+
+@cache
+def policy(name: str) -> Policy:
+    return load_policy(POLICIES / name)
+
+
+def relative_policy(name: str) -> Policy:
+    """The policy loaded by a relative path, as the rule sources in `CASES` name it."""
+    return load_policy(Path("policies") / name)
+
+
+def request(line: str) -> Request:
+    """`METHOD URL` -> a Request, the port from the URL or its scheme."""
+    method, url = line.split(" ", 1)
+    parts = urlsplit(url)
+    assert parts.hostname is not None, url
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    port = parts.port or {"http": 80, "https": 443}[parts.scheme]
+    return Request(parts.scheme, parts.hostname, port, method, target)
+
+
+def decide(name: str, line: str, monkeypatch: pytest.MonkeyPatch) -> Decision:
+    monkeypatch.chdir(ROOT)  # default rule ids are FILE:LINE with the path as loaded
+    return Matcher(relative_policy(name)).decide(request(line))
+
+
+def test_the_examples() -> None:
+    """The examples the issue asks for exist (more may join; each is then checked below)."""
+    assert {"claude-code.yaml", "codex.yaml", "python-pypi.yaml", "node-npm.yaml", "github-readonly.yaml"} <= set(FILES)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_example_parses_and_lints_clean(name: str) -> None:
+    """Every example is a valid policy with rules, and lint finds nothing (no shadowed, duplicate or dead rule)."""
+    loaded = policy(name)
+    assert loaded.rules
+    assert lint(loaded) == []
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_example_is_commented(name: str) -> None:
+    """Every example opens with a comment saying what it is for, and each of its own rules says why it exists:
+    a comment on the rule's first line or a `comment:` key."""
+    path = POLICIES / name
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("# "), f"{name}: no opening comment"
+    own = [rule for rule in (*policy(name).rules, *policy(name).deny) if rule.source.startswith(f"{path}:")]
+    assert own or policy(name).includes, f"{name}: neither rules nor includes"
+    for rule in own:
+        line = int(rule.source.rsplit(":", 1)[1])
+        assert "#" in lines[line - 1] or rule.comment, f"{rule.source}: the rule does not say why it is there"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_example_has_cases(name: str) -> None:
+    """Every example has concrete cases below, at least one allowed and one denied request: a new file cannot
+    slip in unchecked."""
+    reasons = [reason for file, _, reason, _ in CASES if file == name]
+    assert ALLOWED in reasons, f"{name}: add an allowed request to CASES"
+    assert any(reason != ALLOWED for reason in reasons), f"{name}: add a denied request to CASES"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_example_is_listed_in_the_readme(name: str) -> None:
+    """The README's list of example policies names every file."""
+    assert f"policies/{name}" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(("name", "line", "reason", "rule_id"), CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES])
+def test_example_decides(
+    name: str, line: str, reason: str, rule_id: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example decides the request as its comments say: verdict, reason and the deciding rule."""
+    decision = decide(name, line, monkeypatch)
+    assert (decision.verdict, decision.reason) == ("allow" if reason == ALLOWED else "deny", reason)
+    assert (decision.rule.id if decision.rule is not None else None) == rule_id
