@@ -71,6 +71,27 @@ def run(
     sys.exit(code)
 
 
+# --- boundary doctor -----------------------------------------------------------------------------------------
+
+
+@main_group.command(short_help="Check that boundary can run here, with a fix for each problem.")
+def doctor() -> None:
+    """Check that boundary can run on this machine: Python and mitmproxy versions, kernel namespaces, user
+    namespace restrictions, nft, the CA and trust store, and a real self-test jail on a local server.
+
+    Prints one line per check (ok, warn or FAIL, what was found, how to fix it). Exit status: 0 when ready
+    (warnings allowed), 1 when a check failed.
+    """
+    from boundary import doctor as checks
+
+    results = []
+    for check, result in checks.run_checks(checks.CHECKS):
+        click.echo(checks.render(check.name, result))
+        results.append(result)
+    click.echo(checks.summary(results))
+    sys.exit(checks.exit_code(results))
+
+
 def main() -> None:
     try:
         main_group.main(standalone_mode=False, prog_name="boundary")
