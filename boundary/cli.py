@@ -1,10 +1,12 @@
-"""Command line. The one place where `BoundaryError` becomes `boundary: <message>` and exit 125."""
+"""Command line. The one place where `BoundaryError` becomes `boundary: <message>` and exit 125 (2 for the
+`policy` commands)."""
 
 from __future__ import annotations
 
 import os
 import sys
 import traceback
+from typing import Any, NoReturn
 
 import click
 
@@ -71,6 +73,165 @@ def run(
     sys.exit(code)
 
 
+# --- boundary policy: tools for policy authors (exit 0/1/2, not 125) -----------------------------------------
+
+EXIT_POLICY_ERROR = 2
+
+POLICY_EPILOG = """\b
+Examples:
+  boundary policy check policies/*.yaml --strict
+  boundary policy explain p.yaml -X POST https://api.example.com/v1/upload
+  boundary policy test p.yaml cases.yaml
+  boundary policy schema > boundary-policy.schema.json
+
+\b
+Exit status: 0 valid / allowed / every case passed; 1 denied / a case failed;
+2 bad policy, URL or cases file (one `boundary: ...` line), or bad usage.
+"""
+
+CHECK_EPILOG = """\b
+Examples:
+  boundary policy check p.yaml
+  boundary policy check --strict policies/*.yaml
+
+\b
+Errors read `FILE:LINE: key.path: message`, warnings `FILE:LINE: warning: message`.
+Exit status: 0 if every file is valid (and, with --strict, has no warning), else 2.
+"""
+
+EXPLAIN_EPILOG = """\b
+Examples:
+  boundary policy explain p.yaml https://api.example.com/v1/users
+  boundary policy explain p.yaml -X DELETE 'https://api.example.com/v1/a/%2e%2e/b'
+  boundary policy explain p.yaml --json https://api.example.com:8443/ | jq .reason
+
+\b
+Exit status: 0 allowed, 1 denied, 2 bad policy or URL.
+"""
+
+TEST_EPILOG = """\b
+CASES is a YAML list; each case has `url` and `expect` (allow or deny), and
+optionally `method` (default GET), `reason` (e.g. path-not-allowed) and `name`:
+  - {url: "https://api.example.com/v1/users", expect: allow}
+  - {method: DELETE, url: "https://api.example.com/v1/users", expect: deny}
+  - {url: "https://api.example.com/v1/%2e%2e/admin", expect: deny, reason: path-not-allowed}
+
+\b
+Exit status: 0 every case passed, 1 a case failed, 2 bad policy or cases file.
+"""
+
+
+class _CommandFailed(Exception):
+    """A failure inside a group with its own error exit status; `main` reports `error` and exits with it."""
+
+    def __init__(self, error: Exception, exit_code: int) -> None:
+        super().__init__(error)
+        self.error = error
+        self.exit_code = exit_code
+
+
+class _ErrorExitGroup(click.Group):
+    """A group whose failures (BoundaryError, usage errors, bugs) exit with `error_exit` instead of 125."""
+
+    def __init__(self, *args: Any, error_exit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.error_exit = error_exit
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.exceptions.Exit:  # --help
+            raise
+        except Exception as e:
+            raise _CommandFailed(e, self.error_exit) from e
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, _CommandFailed):
+            raise
+        except Exception as e:
+            raise _CommandFailed(e, self.error_exit) from e
+
+
+@main_group.group(cls=_ErrorExitGroup, error_exit=EXIT_POLICY_ERROR, epilog=POLICY_EPILOG)
+def policy() -> None:
+    """Check, explain and test policy files, without starting a jail."""
+
+
+@policy.command(epilog=CHECK_EPILOG, short_help="Validate policy files and lint their rules.")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--strict", is_flag=True, help="Treat lint warnings (shadowed, duplicate, dead rules) as errors.")
+def check(files: tuple[str, ...], strict: bool) -> None:
+    """Validate each policy FILE (and what it includes) and warn about rules that can never matter."""
+    from boundary import policytool
+    from boundary.policy import load_policy
+
+    results = [policytool.check(path, load_policy, strict=strict) for path in files]
+    click.echo("".join(result.text for result in results), nl=False)
+    sys.exit(0 if all(result.ok for result in results) else EXIT_POLICY_ERROR)
+
+
+@policy.command(epilog=EXPLAIN_EPILOG, short_help="Show how a policy decides one request.")
+@click.argument("file", metavar="FILE")
+@click.argument("url", metavar="URL")
+@click.option(
+    "-X", "--request", "method", default="GET", show_default=True, metavar="METHOD", help="The HTTP method, as sent."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def explain(file: str, url: str, method: str, as_json: bool) -> None:
+    """Show how the policy in FILE decides METHOD URL: allow or deny, the reason, the rule (id and FILE:LINE)
+    and the request as checked (normalized host and path, port; the path forwarded upstream, or why it is
+    ambiguous).
+
+    URL is taken as a client sends it: http or https (default ports 80 and 443), the path and query exactly as
+    typed (quote it in the shell). This is the policy matcher's decision for the URL alone: the proxy also
+    denies connections to IP addresses and requests whose TLS SNI and Host header name different hosts, which
+    a URL cannot show.
+    """
+    from boundary import policytool
+    from boundary.matcher import Matcher
+    from boundary.policy import load_policy
+
+    matcher = Matcher(load_policy(file))
+    explanation = policytool.explain(matcher, policytool.request_for(method, url), url)
+    render = policytool.render_json if as_json else policytool.render_text
+    click.echo(render(explanation), nl=False)
+    sys.exit(0 if explanation.decision.allowed else 1)
+
+
+@policy.command(epilog=TEST_EPILOG, short_help="Check a table of expected decisions against a policy.")
+@click.argument("file", metavar="FILE")
+@click.argument("cases", metavar="CASES")
+def test(file: str, cases: str) -> None:
+    """Decide every case in CASES (a YAML file) with the policy in FILE; print each mismatch as
+    `CASES:LINE: METHOD URL: expected ..., got ...` and a summary `N cases, M failed`."""
+    from boundary import policytool
+    from boundary.errors import CasesError
+    from boundary.matcher import Matcher
+    from boundary.policy import load_policy
+
+    matcher = Matcher(load_policy(file))
+    try:
+        with open(cases, encoding="utf-8-sig") as stream:
+            text = stream.read()
+    except OSError as e:
+        raise CasesError(f"{cases}: cannot read cases: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise CasesError(f"{cases}: cannot read cases: not UTF-8 text (byte {e.start})") from e
+    outcomes = policytool.run_cases(matcher, policytool.parse_cases(text, cases))
+    click.echo(policytool.render_outcomes(outcomes, cases), nl=False)
+    sys.exit(0 if all(outcome.passed for outcome in outcomes) else 1)
+
+
+@policy.command(short_help="Print the JSON Schema of the policy format.")
+def schema() -> None:
+    """Print the JSON Schema of the policy format (for editors: `# yaml-language-server: $schema=FILE`)."""
+    from boundary.schema import policy_json_schema_text
+
+    click.echo(policy_json_schema_text(), nl=False)
+
+
 # --- boundary doctor -----------------------------------------------------------------------------------------
 
 
@@ -97,18 +258,26 @@ def main() -> None:
         main_group.main(standalone_mode=False, prog_name="boundary")
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(EXIT_BOUNDARY_FAILED)
-    except click.exceptions.Abort:
-        print("boundary: aborted", file=sys.stderr)
-        sys.exit(EXIT_BOUNDARY_FAILED)
-    except BoundaryError as e:
-        print(f"boundary: {e}", file=sys.stderr)
-        sys.exit(EXIT_BOUNDARY_FAILED)
+    except _CommandFailed as e:
+        _fail(e.error, e.exit_code)
     except Exception as e:
-        # A bug, not bad input: still one line and 125 (the jail is already gone); the trace on request.
+        _fail(e, EXIT_BOUNDARY_FAILED)
+
+
+def _fail(error: Exception, exit_code: int) -> NoReturn:
+    """Report a failure in one `boundary: ...` line (click's own format for usage errors) and exit."""
+    if isinstance(error, click.ClickException):
+        error.show()
+    elif isinstance(error, click.exceptions.Abort):
+        print("boundary: aborted", file=sys.stderr)
+    elif isinstance(error, BoundaryError):
+        print(f"boundary: {error}", file=sys.stderr)
+    else:
+        # A bug, not bad input: still one line and the error exit (the jail is already gone); the trace on request.
         if os.environ.get("BOUNDARY_DEBUG"):
-            traceback.print_exc()
-        print(f"boundary: internal error: {type(e).__name__}: {e} (set BOUNDARY_DEBUG=1 for a trace)", file=sys.stderr)
-        sys.exit(EXIT_BOUNDARY_FAILED)
+            traceback.print_exception(error)
+        print(
+            f"boundary: internal error: {type(error).__name__}: {error} (set BOUNDARY_DEBUG=1 for a trace)",
+            file=sys.stderr,
+        )
+    sys.exit(exit_code)

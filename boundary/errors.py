@@ -1,4 +1,5 @@
-"""The one exception family. Only the CLI translates it: `boundary: <message>` on stderr, exit 125."""
+"""The one exception family. Only the CLI translates it: `boundary: <message>` on stderr, exit 125 (2 for the
+`boundary policy` commands)."""
 
 
 class BoundaryError(Exception):
@@ -7,6 +8,10 @@ class BoundaryError(Exception):
 
 class PolicyError(BoundaryError):
     """A policy file is missing or invalid. The message starts with `FILE:LINE:`."""
+
+
+class CasesError(BoundaryError):
+    """A `boundary policy test` cases file is missing or invalid. The message starts with `FILE:LINE:`."""
 
 
 class UsageError(BoundaryError):

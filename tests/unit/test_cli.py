@@ -7,6 +7,7 @@ check that wrongly passed would stop at "command not found" instead of starting 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from boundary import __version__
+from boundary.schema import policy_json_schema_text
 from tests.support import tools
 
 EXIT_BOUNDARY_FAILED = 125
@@ -54,13 +56,14 @@ def test_version_prints_the_package_version(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_lists_the_run_command(tmp_path: Path, flag: str) -> None:
-    """The top-level help describes boundary and lists `run`; it exits 0."""
+    """The top-level help describes boundary and lists `run` and `policy`; it exits 0."""
     result = boundary(flag, cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.startswith("Usage: boundary [OPTIONS] COMMAND")
     words = " ".join(result.stdout.split())  # independent of the wrapping width
     assert "only way to the network is a policy-checking proxy" in words
-    assert "Commands: run Run COMMAND jailed" in words
+    assert "run Run COMMAND jailed" in words
+    assert "policy Check, explain and test policy files" in words
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
@@ -142,3 +145,211 @@ def test_unknown_run_option_becomes_part_of_the_command(tmp_path: Path, policy: 
     result = boundary("run", "--policy", str(policy), "--lgo", "--", NO_SUCH_COMMAND, cwd=tmp_path)
     assert result.returncode == EXIT_BOUNDARY_FAILED
     assert result.stderr == "boundary: command not found: '--lgo'\n"
+
+
+# --- boundary policy: exit 0/1/2, errors as one `boundary: ...` line and 2 ------------------------------------
+
+POLICY_TOOLS = """\
+version: 1
+allow:
+  - domain: api.example.com
+    id: api-read
+    methods: [GET]
+    paths: ["/v1/*"]
+"""
+
+
+@pytest.fixture
+def tools_policy(tmp_path: Path) -> Path:
+    """A valid policy with one rule that has an id."""
+    path = tmp_path / "tools.yaml"
+    path.write_text(POLICY_TOOLS)
+    return path
+
+
+def test_help_lists_the_policy_commands(tmp_path: Path) -> None:
+    """`boundary policy --help` lists check, explain, schema and test, with examples and the exit status."""
+    result = boundary("policy", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    words = " ".join(result.stdout.split())
+    for command in ("check Validate", "explain Show", "schema Print", "test Check"):
+        assert command in words
+    assert "boundary policy explain p.yaml -X POST https://api.example.com/v1/upload" in words
+    assert "Exit status: 0 valid / allowed / every case passed; 1 denied / a case failed;" in words
+
+
+def test_explain_help_says_it_decides_from_the_url_alone(tmp_path: Path) -> None:
+    """The proxy's connection checks (IP literal destinations, SNI/Host) are not explain's: its help says so."""
+    result = boundary("policy", "explain", "--help", cwd=tmp_path)
+    words = " ".join(result.stdout.split())
+    assert result.returncode == 0
+    assert "the policy matcher's decision for the URL alone" in words
+    assert "TLS SNI and Host header name different hosts" in words
+    assert "Exit status: 0 allowed, 1 denied, 2 bad policy or URL." in words
+
+
+def test_check_valid_files_exit_0(tmp_path: Path, policy: Path, tools_policy: Path) -> None:
+    result = boundary("policy", "check", str(policy), str(tools_policy), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert (
+        result.stdout == f"{policy}: OK (1 allow rule, 0 deny rules)\n{tools_policy}: OK (1 allow rule, 0 deny rules)\n"
+    )
+
+
+def test_check_reports_every_invalid_file_and_exits_2(tmp_path: Path, policy: Path) -> None:
+    """Each file is checked; errors read `FILE:LINE: key.path: message` quoting the value; exit 2."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nallow:\n  - domain: a.test\n    ports: [80, 99999]\n")
+    missing = tmp_path / "missing.yaml"
+    result = boundary("policy", "check", str(bad), str(policy), str(missing), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == (
+        f"{bad}:4: allow[0].ports: port 99999 out of range (1-65535)\n"
+        f"{policy}: OK (1 allow rule, 0 deny rules)\n"
+        f"{missing}: cannot read policy: No such file or directory\n"
+    )
+
+
+def test_check_strict_makes_lint_warnings_fatal(tmp_path: Path) -> None:
+    """Warnings read `FILE:LINE: warning: message`; without --strict exit 0, with it exit 2."""
+    path = tmp_path / "dup.yaml"
+    path.write_text("version: 1\nallow:\n  - domain: a.test\n  - domain: A.test.\n")
+    warning = f"{path}:4: warning: duplicates rule {path}:3; one of them can go\n"
+    lenient = boundary("policy", "check", str(path), cwd=tmp_path)
+    assert (lenient.returncode, lenient.stdout) == (
+        0,
+        warning + f"{path}: OK (2 allow rules, 0 deny rules, 1 warning)\n",
+    )
+    strict = boundary("policy", "check", "--strict", str(path), cwd=tmp_path)
+    assert (strict.returncode, strict.stdout) == (
+        2,
+        warning + f"{path}: 1 warning, fatal with --strict (2 allow rules, 0 deny rules)\n",
+    )
+
+
+def test_explain_an_allowed_request_exits_0(tmp_path: Path, tools_policy: Path) -> None:
+    result = boundary("policy", "explain", str(tools_policy), "https://API.example.com./v1/%2e/x", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["decision: allow", "reason:   allowed", f"rule:     api-read ({tools_policy}:3)"]
+    assert "host:     api.example.com" in lines
+    assert lines[-1] == "path:     /v1/x (forwarded upstream)"
+
+
+def test_explain_a_denied_request_exits_1(tmp_path: Path, tools_policy: Path) -> None:
+    """`-X` sets the method; the path reaches the matcher as typed (`%2e%2e` climbs), and the reason says why."""
+    url = "https://api.example.com/v1/%2e%2e/admin"
+    result = boundary("policy", "explain", str(tools_policy), "-X", "DELETE", url, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[:3] == ["decision: deny", "reason:   method-not-allowed", "rule:     none"]
+    assert "path:     /admin" in result.stdout.splitlines()
+
+
+def test_explain_json_is_one_object(tmp_path: Path, tools_policy: Path) -> None:
+    result = boundary(
+        "policy", "explain", "--json", str(tools_policy), "https://api.example.com:8443/v1/x", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    record = json.loads(result.stdout)
+    assert (record["decision"], record["reason"], record["rule"], record["request"]["port"]) == (
+        "deny",
+        "port-not-allowed",
+        None,
+        8443,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ftp://api.example.com/"], "boundary: bad URL 'ftp://api.example.com/': scheme 'ftp' is not http or https\n"),
+        (
+            ["-X", "GE T", "https://api.example.com/"],
+            "boundary: bad URL 'https://api.example.com/': method 'GE T' is not an HTTP method token\n",
+        ),
+    ],
+)
+def test_explain_a_bad_url_exits_2_quoting_it(
+    tmp_path: Path, tools_policy: Path, args: list[str], message: str
+) -> None:
+    result = boundary("policy", "explain", str(tools_policy), *args, cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
+
+
+def test_explain_with_a_bad_policy_exits_2_with_the_located_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: 1\nallow:\n  - domain: a.test\n    methods: [GETT]\n")
+    result = boundary("policy", "explain", str(path), "https://a.test/", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"boundary: {path}:4: allow[0].methods: unknown method 'GETT'\n"
+
+
+def test_policy_test_passing_cases_exit_0(tmp_path: Path, tools_policy: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "- {url: 'https://api.example.com/v1/x', expect: allow}\n"
+        "- {method: POST, url: 'https://api.example.com/v1/x', expect: deny, reason: method-not-allowed}\n"
+    )
+    result = boundary("policy", "test", str(tools_policy), str(cases), cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "2 cases, 0 failed\n", "")
+
+
+def test_policy_test_prints_each_mismatch_and_exits_1(tmp_path: Path, tools_policy: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "- {url: 'https://api.example.com/v1/x', expect: allow}\n"
+        "- {url: 'https://api.example.com/v1/x', expect: deny}\n"
+        "- {url: 'https://api.example.com/v1/a%2Fb', expect: allow}\n"
+    )
+    result = boundary("policy", "test", str(tools_policy), str(cases), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == (
+        f"{cases}:2: GET https://api.example.com/v1/x: expected deny, got allow (rule api-read ({tools_policy}:3))\n"
+        f"{cases}:3: GET https://api.example.com/v1/a%2Fb: expected allow, got deny (ambiguous-path)\n"
+        "3 cases, 2 failed\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- {url: 'https://a.test/', expect: allow, code: 200}\n", ":1: [0]: unknown key 'code'"),
+        ("- {url: 'api.example.com/v1', expect: deny}\n", ":1: [0].url: bad URL 'api.example.com/v1': expected"),
+        ("- {url: 'https://a.test/'}\n", ":1: [0]: missing required key 'expect'"),
+    ],
+)
+def test_policy_test_with_a_bad_cases_file_exits_2(tmp_path: Path, tools_policy: Path, text: str, message: str) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(text)
+    result = boundary("policy", "test", str(tools_policy), str(cases), cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"boundary: {cases}{message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_policy_test_with_a_missing_cases_file_exits_2(tmp_path: Path, tools_policy: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    result = boundary("policy", "test", str(tools_policy), str(missing), cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"boundary: {missing}: cannot read cases: No such file or directory\n"
+
+
+def test_policy_schema_prints_the_json_schema(tmp_path: Path) -> None:
+    result = boundary("policy", "schema", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, policy_json_schema_text(), "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["policy", "explain", "p.yaml"], "Error: Missing argument 'URL'"),
+        (["policy", "check"], "Error: Missing argument 'FILE...'"),
+        (["policy", "frobnicate"], "Error: No such command 'frobnicate'"),
+        (["policy", "explain", "--bogus", "p.yaml", "https://a.test/"], "Error: No such option '--bogus'"),
+    ],
+)
+def test_policy_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    """Usage errors inside `boundary policy` exit 2 like its other errors (`run` keeps 125, tested above)."""
+    result = boundary(*args, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert message in result.stderr
