@@ -21,6 +21,12 @@ Examples:
   boundary run --policy p.yaml --log audit.jsonl -- curl https://example.com/
   boundary run --policy p.yaml --resolve api.example.com:443:127.0.0.1:8443 \\
                --upstream-ca test-ca.pem -- python agent.py
+  boundary run --policy p.yaml --bind /tmp/data --bind /run/shared:ro -- agent
+
+\b
+The jail hides /tmp, /run, /var/run, /dev/shm and $XDG_RUNTIME_DIR behind empty
+directories (host unix sockets live there); the working directory stays
+visible if it lies inside one of them; --bind shows other paths again.
 
 \b
 Exit status: the command's own; 128+N if it died from signal N;
@@ -55,6 +61,14 @@ def main_group() -> None:
     "--upstream-ca", multiple=True, metavar="FILE", help="Also trust this CA (PEM) for upstream servers. Repeatable."
 )
 @click.option("--user", metavar="NAME", help="As root: run the command as this user (default: $SUDO_USER or root).")
+@click.option(
+    "--bind",
+    "binds",
+    multiple=True,
+    metavar="PATH[:ro]",
+    help="Show host PATH at the same place in the jail (read-write; ':ro' read-only), e.g. a directory under"
+    " /tmp or /run, which the jail hides. Repeatable.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     policy: str,
@@ -62,13 +76,16 @@ def run(
     resolve: tuple[str, ...],
     upstream_ca: tuple[str, ...],
     user: str | None,
+    binds: tuple[str, ...],
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND jailed: its only way out is the policy proxy."""
     from boundary import session
 
     code = session.run(
-        session.RunOptions(policy=policy, argv=command, log=log, resolve=resolve, upstream_ca=upstream_ca, user=user)
+        session.RunOptions(
+            policy=policy, argv=command, log=log, resolve=resolve, upstream_ca=upstream_ca, user=user, binds=binds
+        )
     )
     sys.exit(code)
 

@@ -27,8 +27,17 @@ from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca,
 from boundary.dnsserver import DnsServer
 from boundary.errors import BoundaryError, UsageError
 from boundary.fakedns import FakeDnsTable
-from boundary.jail import helper
-from boundary.jail.plan import HOSTS, RESOLV_CONF, Identity, nft_ruleset, workload_env
+from boundary.jail import helper, mounts
+from boundary.jail.plan import (
+    HOSTS,
+    RESOLV_CONF,
+    BindRequest,
+    Identity,
+    mount_plan,
+    nft_ruleset,
+    parse_bind,
+    workload_env,
+)
 from boundary.matcher import Matcher
 from boundary.policy import load_policy
 from boundary.resolve import override_table, parse_resolve
@@ -42,6 +51,7 @@ class RunOptions:
     resolve: tuple[str, ...] = ()
     upstream_ca: tuple[str, ...] = ()
     user: str | None = None
+    binds: tuple[str, ...] = ()  # --bind PATH[:ro]
 
 
 def identities(user: str | None, env: dict[str, str], uid: int, gid: int) -> tuple[Identity, Identity]:
@@ -71,6 +81,17 @@ def _check_command(argv: tuple[str, ...], env: dict[str, str]) -> None:
         raise UsageError("no command given: boundary run --policy FILE -- COMMAND [ARGS...]")
     if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
         raise UsageError(f"command not found: '{argv[0]}'")
+
+
+def _user_binds(texts: tuple[str, ...]) -> tuple[BindRequest, ...]:
+    """`--bind` values, checked before anything starts: absolute, existing."""
+    binds = []
+    for text in texts:
+        request = parse_bind(text)
+        if not os.path.exists(request.source):
+            raise UsageError(f"--bind '{text}': no such file or directory")
+        binds.append(request)
+    return tuple(binds)
 
 
 def _read_upstream_cas(paths: tuple[str, ...]) -> bytes:
@@ -120,6 +141,7 @@ def run(options: RunOptions) -> int:
     extra_cas = _read_upstream_cas(options.upstream_ca)
     invoker, workload = identities(options.user, env, os.getuid(), os.getgid())
     _check_command(options.argv, env)
+    _user_binds(options.binds)
 
     run_id = audit.new_run_id()
     now = datetime.now(UTC)
@@ -157,10 +179,13 @@ def _run_in(
     _write(rundir / "hosts", HOSTS.encode())
     upstream_trust = rundir / "upstream-trust.pem"
     _write(upstream_trust, _upstream_trust(extra_cas))
-    binds = [(str(rundir / "resolv.conf"), "/etc/resolv.conf"), (str(rundir / "hosts"), "/etc/hosts")]
+    binds = [
+        BindRequest(str(rundir / "resolv.conf"), "/etc/resolv.conf"),
+        BindRequest(str(rundir / "hosts"), "/etc/hosts"),
+    ]
     bundle_in_jail = str(bundle)
     if system_bundle is not None:
-        binds.append((str(bundle), str(system_bundle)))
+        binds.append(BindRequest(str(bundle), str(system_bundle)))
         bundle_in_jail = str(system_bundle)
     take_terminal = _owns_terminal()
     spec = helper.JailSpec(
@@ -170,7 +195,7 @@ def _run_in(
         invoker=invoker,
         workload=workload,
         ruleset=nft_ruleset(),
-        binds=tuple(binds),
+        mounts=mount_plan(mounts.host_path, env, os.getcwd(), [*binds, *_user_binds(options.binds)], workload),
         take_terminal=take_terminal,
     )
     print(f"boundary: run {run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)

@@ -2,8 +2,9 @@
 
     boundary (host netns, serves the proxy)
       └─ helper   unshare(user|net|mount); waits for its id maps; lo + local route + nft; binds the proxy and
-         │        DNS sockets and sends their fds up; private mounts; unshare(pid)
-         └─ init  PID 1 of the new pid ns: fresh /proc, forwards signals, reaps, exits with the workload's code
+         │        DNS sockets and sends their fds up; the plan's mounts (jail.mounts); unshare(pid)
+         └─ init  PID 1 of the new pid ns: fresh /proc (sysctls read-only), forwards signals, reaps, exits with
+            │     the workload's code
             └─ workload  own process group (terminal foreground), no capabilities, no_new_privs, exec
 
 Why this shape:
@@ -28,8 +29,8 @@ import sys
 from dataclasses import dataclass
 
 from boundary.errors import JailError
-from boundary.jail import netns, syscalls
-from boundary.jail.plan import Identity, user_maps
+from boundary.jail import mounts, netns, syscalls
+from boundary.jail.plan import Identity, MountAction, user_maps
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -44,7 +45,7 @@ class JailSpec:
     invoker: Identity
     workload: Identity
     ruleset: str
-    binds: tuple[tuple[str, str], ...]  # (source file, target path) bind-mounted in the jail's mount ns
+    mounts: tuple[MountAction, ...]  # plan.mount_plan: carried out in the jail's private mount ns
     take_terminal: bool = False  # stdin is a terminal whose foreground group is ours
 
 
@@ -156,7 +157,7 @@ def _helper_main(chan: socket.socket, spec: JailSpec, parent: int) -> None:  # p
         netns.add_local_default_route()
         netns.apply_ruleset(spec.ruleset)
         sockets = netns.listening_sockets()
-        _private_mounts(spec.binds)
+        mounts.apply(spec.mounts)
         socket.send_fds(chan, [_MSG_READY], [s.fileno() for s in sockets])
         for s in sockets:
             s.close()
@@ -201,12 +202,6 @@ def _die_with(parent: int) -> None:  # pragma: no cover - child process
         os._exit(125)
 
 
-def _private_mounts(binds: tuple[tuple[str, str], ...]) -> None:  # pragma: no cover - child process
-    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-    for source, target in binds:
-        syscalls.mount(source, target, None, syscalls.MS_BIND)
-
-
 def _wait_for(pid: int) -> int:  # pragma: no cover - child process
     while True:
         waited, status = os.waitpid(pid, 0)
@@ -231,6 +226,7 @@ def _init_main(spec: JailSpec, helper: int) -> None:  # pragma: no cover - child
     try:
         _die_with(helper)
         syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+        mounts.readonly_proc()
     except BaseException as e:
         print(f"boundary: {_describe(e)}", file=sys.stderr)
         os._exit(125)

@@ -1,4 +1,4 @@
-"""The jail's plan, as data: the nft ruleset, resolv.conf, hosts and the workload's environment.
+"""The jail's plan, as data: the nft ruleset, resolv.conf, hosts, the mounts and the workload's environment.
 
 Pure: nothing here touches the system. `jail.helper` applies the plan inside the new namespaces.
 
@@ -10,8 +10,12 @@ the proxy's socket, DNS (UDP and TCP port 53, any server) to the fake DNS; the f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import posixpath
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+from boundary.errors import UsageError
 
 PROXY_PORT = 15001
 DNS_PORT = 53
@@ -147,3 +151,202 @@ def workload_env(base: Mapping[str, str], bundle_path: str, workload: Identity, 
         if workload.name is not None:
             env["USER"] = env["LOGNAME"] = workload.name
     return env
+
+
+# --- the jail's filesystem -------------------------------------------------------------------------------------
+#
+# A network namespace does not isolate filesystem unix sockets (docker.sock, ssh-agent, D-Bus, X11 in
+# /tmp/.X11-unix): an escape through one was reproduced. The trees where they live are hidden behind empty
+# tmpfs mounts; what the workload needs from them (its working directory, `--bind` paths, boundary's own files)
+# is bound back on top. Sources are opened before anything is covered, so a source under a hidden tree (the
+# rundir in /tmp) still works.
+#
+# Every path in the plan is canonical (symlinks resolved by the caller's lookup), so a symlinked tree
+# (/var/run -> /run) is covered once, at its real place, and a mount never follows a link somewhere else.
+#
+# Order: binds whose target lies outside every hidden tree, then the tmpfs covers (outer first), then the
+# binds inside them (outer first), each after the directories or file it needs as a mount point.
+
+# (tree, mode of the empty tmpfs). `$XDG_RUNTIME_DIR` is added per run, owned by the workload, mode 0700.
+HIDDEN_TREES = (("/tmp", 0o1777), ("/run", 0o755), ("/var/run", 0o755), ("/dev/shm", 0o1777))
+
+# The host's sysfs is writable by a root-run workload even without capabilities (file modes only: e.g.
+# /sys/kernel/mm/*, cgroup files); a fresh sysfs of the jail's netns, read-only, shows no host interface either.
+SYSFS = "/sys"
+
+# Writable by uid 0 through plain file modes, no capability checked: kernel-wide sysctls (vm.*, kernel.*), the
+# netns's own net.*, sysrq. Bound read-only over the jail's fresh /proc (the list bubblewrap uses).
+PROC_READONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
+
+PathKind = Literal["dir", "file", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostPath:
+    """What the host has at a path: its canonical form (every symlink resolved) and what is there."""
+
+    canonical: str
+    kind: PathKind
+
+
+Lookup = Callable[[str], HostPath]
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    """A host path to show in the jail: `source` (which must exist) appears at `target`."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FreshMount:
+    """Mount a new, empty filesystem on `target` (nosuid, nodev)."""
+
+    target: str
+    fstype: str
+    options: str = ""
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MakeDir:
+    """Create directory `path` (mode 0755) as a mount point inside a fresh tmpfs; an existing one is kept."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class MakeFile:
+    """Create empty file `path` (mode 0644) as a mount point inside a fresh tmpfs; an existing one is kept."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """Bind host `source` (opened before any mount) on `target`; read-only binds do not carry sub-mounts."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+    @property
+    def recursive(self) -> bool:
+        # A read-only remount applies to one mount only: sub-mounts of a read-only bind would stay writable.
+        return not self.readonly
+
+
+MountAction = FreshMount | MakeDir | MakeFile | Bind
+
+_BIND_MODES = {"ro": True, "rw": False}
+
+
+def parse_bind(text: str) -> BindRequest:
+    """`--bind PATH`, `PATH:ro` or `PATH:rw`: the host path shown at the same place in the jail."""
+    path, sep, mode = text.rpartition(":")
+    readonly = _BIND_MODES.get(mode) if sep else None
+    if readonly is None:
+        path, readonly = text, False
+    if not path:
+        raise UsageError(f"--bind '{text}': no path given (use --bind PATH or --bind PATH:ro)")
+    if not posixpath.isabs(path):
+        raise UsageError(f"--bind '{text}': the path must be absolute")
+    return BindRequest(path, path, readonly)
+
+
+def _inside(path: str, tree: str) -> bool:
+    """Whether `path` is `tree` or lies below it (both canonical)."""
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def _depth(path: str) -> int:
+    return len([part for part in path.split("/") if part])
+
+
+def _ancestors_below(path: str, root: str) -> list[str]:
+    """The directories strictly between `root` and `path`, outermost first."""
+    found = []
+    parent = posixpath.dirname(path)
+    while parent != root and _inside(parent, root):
+        found.append(parent)
+        parent = posixpath.dirname(parent)
+    return found[::-1]
+
+
+def _hidden_trees(lookup: Lookup, env: Mapping[str, str], workload: Identity) -> list[FreshMount]:
+    candidates = [(path, f"mode={mode:o}") for path, mode in HIDDEN_TREES]
+    runtime_dir = env.get("XDG_RUNTIME_DIR", "")
+    if posixpath.isabs(runtime_dir):  # the XDG spec: a relative value is to be ignored
+        candidates.append((runtime_dir, f"mode=700,uid={workload.uid},gid={workload.gid}"))
+    trees: dict[str, FreshMount] = {}
+    for path, options in candidates:
+        found = lookup(path)
+        if found.kind != "dir" or found.canonical in trees:
+            continue  # nothing to hide, or the same tree through a symlink (/var/run -> /run)
+        if found.canonical == "/":
+            raise UsageError(f"'{path}' leads to '/': boundary will not hide the whole filesystem (check the link)")
+        trees[found.canonical] = FreshMount(found.canonical, "tmpfs", options)
+    return sorted(trees.values(), key=lambda mount: _depth(mount.target))
+
+
+def _resolve_bind(lookup: Lookup, request: BindRequest) -> tuple[Bind, PathKind]:
+    source = lookup(request.source)
+    if source.kind == "missing":
+        raise UsageError(f"bind source '{request.source}' does not exist")
+    return Bind(source.canonical, lookup(request.target).canonical, request.readonly), source.kind
+
+
+def mount_plan(
+    lookup: Lookup, env: Mapping[str, str], cwd: str, binds: Sequence[BindRequest], workload: Identity
+) -> tuple[MountAction, ...]:
+    """Every mount the jail needs, in order (see the section comment above).
+
+    `cwd` is bound back read-write when it lies strictly inside a hidden tree and no bind already shows it: a
+    project under /tmp stays usable. A working directory that *is* a hidden tree starts empty.
+    """
+    trees = _hidden_trees(lookup, env, workload)
+    roots = [tree.target for tree in trees]
+    resolved = [_resolve_bind(lookup, request) for request in binds]
+    here = lookup(cwd)
+    if (
+        here.kind == "dir"
+        and any(_inside(here.canonical, root) and here.canonical != root for root in roots)
+        and not any(_inside(here.canonical, bind.target) for bind, _kind in resolved)
+    ):
+        resolved.append((Bind(here.canonical, here.canonical), "dir"))
+    resolved.sort(key=lambda item: _depth(item[0].target))
+
+    def hidden_root(path: str) -> str | None:
+        inside = [root for root in roots if _inside(path, root)]
+        return max(inside, key=_depth) if inside else None
+
+    actions: list[MountAction] = [FreshMount(SYSFS, "sysfs", readonly=True)]
+    actions += [bind for bind, _kind in resolved if hidden_root(bind.target) is None]
+    made = set(roots)
+    bound: list[str] = []  # targets already bound inside hidden trees: what lies below them exists
+
+    def mount_point(path: str, root: str, kind: PathKind) -> None:
+        for directory in _ancestors_below(path, root):
+            if directory not in made and not any(_inside(directory, target) for target in bound):
+                actions.append(MakeDir(directory))
+                made.add(directory)
+        if path not in made and not any(_inside(path, target) for target in bound):
+            actions.append(MakeDir(path) if kind == "dir" else MakeFile(path))
+            made.add(path)
+
+    for tree in trees:
+        outer = hidden_root(posixpath.dirname(tree.target))
+        if outer is not None:
+            made.discard(tree.target)
+            mount_point(tree.target, outer, "dir")
+        actions.append(tree)
+    for bind, kind in resolved:
+        root = hidden_root(bind.target)
+        if root is not None:
+            mount_point(bind.target, root, kind)
+            actions.append(bind)
+            bound.append(bind.target)
+    return tuple(actions)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,19 +104,36 @@ class JailRunner:
 
     rootless: bool
 
-    def run(self, command: Sequence[str], driver_args: Sequence[str] = (), timeout: float = 30) -> JailRun:
-        proc = run_python([DRIVER, *driver_args, "--", *command], rootless=self.rootless, timeout=timeout)
+    def run(
+        self,
+        command: Sequence[str],
+        driver_args: Sequence[str] = (),
+        timeout: float = 30,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> JailRun:
+        """The driver's run of ``command``; ``env`` is added to the driver's (and so the workload's) environment,
+        ``cwd`` is where the driver starts."""
+        proc = run_python(
+            [DRIVER, *driver_args, "--", *command], rootless=self.rootless, timeout=timeout, env=env, cwd=cwd
+        )
         stderr, events = split_events(proc.stderr.decode(errors="replace"))
         return JailRun(proc.returncode, proc.stdout.decode(errors="replace"), stderr, events)
 
-    def probe(self, *probes: Sequence[str]) -> JailRun:
+    def probe(self, *probes: Sequence[str], driver_args: Sequence[str] = ()) -> JailRun:
         """Run probe.py inside the jail with each probe's arguments (see probe.py)."""
-        return self.run(probe_argv(*probes))
+        return self.run(probe_argv(*probes), driver_args)
 
-    def shell(self, script: str, driver_args: Sequence[str] = ()) -> JailRun:
+    def shell(
+        self,
+        script: str,
+        driver_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> JailRun:
         """Run ``sh -c PRELUDE+script`` in the jail; ``$IP`` and ``$NFT`` name the tools by absolute path."""
         prelude = PRELUDE.format(ip=shlex.quote(str(require_tool("ip"))), nft=shlex.quote(str(require_tool("nft"))))
-        return self.run(["sh", "-c", prelude + script], driver_args)
+        return self.run(["sh", "-c", prelude + script], driver_args, env=env, cwd=cwd)
 
 
 @pytest.fixture(params=MODES)

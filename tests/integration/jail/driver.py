@@ -1,10 +1,12 @@
 """Start one jail with `boundary.jail.helper` alone (no proxy, no DNS server) and play their parts crudely.
 
-    python tests/integration/jail/driver.py [--bind SRC=TARGET]... [--ruleset FILE] [--cwd DIR] -- COMMAND...
+    python tests/integration/jail/driver.py [--bind SRC=TARGET]... [--ro-bind SRC=TARGET]... [--ruleset FILE]
+                                            [--cwd DIR] [--rundir-parent DIR] -- COMMAND...
     python -m tests.integration.jail.driver [...] -- COMMAND...          (from the repo root; same thing)
 
 The driver builds a `JailSpec` the way `boundary.session` does (identity = the current uid/gid, the plan's
-ruleset, a generated resolv.conf and hosts bound over /etc), calls `start_jail`, and then serves the sockets
+ruleset, a generated resolv.conf and hosts bound over /etc, the plan's mounts for its environment, working
+directory and binds), calls `start_jail`, and then serves the sockets
 the helper handed over, so a test can see where the jail's traffic really went:
 
 * proxy socket (TCP 127.0.0.1:15001 inside the jail): every connection is accepted and its original
@@ -18,7 +20,8 @@ Everything the driver sees is reported as one JSON object per line on stderr, pr
 and written with a single `write`: an event is never split, though it may land in the middle of a line the
 workload wrote in pieces (conftest.split_events cuts it out). The driver exits
 with the helper's exit code, i.e. the workload's (128+N for a signal). If `start_jail` raises `JailError`, the
-driver reports the message and every process still left among its children, and exits 125.
+driver reports the message and every process still left among its children, and exits 125; if the mount plan
+refuses its inputs (`UsageError`), it reports a ``plan-error`` and exits 125 before any jail exists.
 
 Only the standard library and `boundary` are imported: the driver runs by path, as root or as `nobody`.
 (``driver.py --nft-counters PID`` is the driver's own helper process for ``COUNTERS``; not for tests.)
@@ -41,11 +44,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from boundary.errors import JailError
+from boundary.errors import JailError, UsageError
 from boundary.jail import syscalls
 from boundary.jail.helper import Jail, JailSpec, start_jail
+from boundary.jail.mounts import host_path
 from boundary.jail.netns import NFT
-from boundary.jail.plan import HOSTS, RESOLV_CONF, Identity, nft_ruleset
+from boundary.jail.plan import HOSTS, RESOLV_CONF, BindRequest, Identity, mount_plan, nft_ruleset
 
 EVENT_PREFIX = "driver-event "
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; a getsockopt at level SOL_IP
@@ -160,6 +164,8 @@ def leftover_children() -> list[dict[str, Any]]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", action="append", default=[], metavar="SRC=TARGET", help="an extra bind mount")
+    parser.add_argument("--ro-bind", action="append", default=[], metavar="SRC=TARGET", help="a read-only one")
+    parser.add_argument("--rundir-parent", default=None, help="where the rundir goes (default: /var/tmp)")
     parser.add_argument("--ruleset", type=Path, help="apply this nft ruleset instead of the plan's")
     parser.add_argument("--cwd", default=None, help="the workload's working directory (default: ours)")
     parser.add_argument("command", nargs="+")
@@ -173,23 +179,35 @@ def main(argv: list[str]) -> int:
     uid, gid = os.getuid(), os.getgid()
     identity = Identity(uid, gid)
     base = Path("/var/tmp") if os.access("/var/tmp", os.W_OK | os.X_OK) else None
+    if args.rundir_parent:
+        base = Path(args.rundir_parent)
     rundir = Path(tempfile.mkdtemp(prefix="boundary-jail-driver-", dir=base))
     try:
         rundir.chmod(0o755)
         (rundir / "resolv.conf").write_text(RESOLV_CONF)
         (rundir / "hosts").write_text(HOSTS)
-        binds = [(str(rundir / "resolv.conf"), "/etc/resolv.conf"), (str(rundir / "hosts"), "/etc/hosts")]
-        for text in args.bind:
-            source, _, target = text.partition("=")
-            binds.append((source, target))
+        binds = [
+            BindRequest(str(rundir / "resolv.conf"), "/etc/resolv.conf"),
+            BindRequest(str(rundir / "hosts"), "/etc/hosts"),
+        ]
+        for readonly, texts in ((False, args.bind), (True, args.ro_bind)):
+            for text in texts:
+                source, _, target = text.partition("=")
+                binds.append(BindRequest(source, target, readonly))
+        cwd = args.cwd or os.getcwd()
+        try:
+            mounts = mount_plan(host_path, os.environ, cwd, binds, identity)
+        except UsageError as e:
+            event(kind="plan-error", message=str(e))
+            return 125
         spec = JailSpec(
             argv=tuple(args.command),
             env=dict(os.environ),
-            cwd=args.cwd or os.getcwd(),
+            cwd=cwd,
             invoker=identity,
             workload=identity,
             ruleset=args.ruleset.read_text() if args.ruleset else nft_ruleset(),
-            binds=tuple(binds),
+            mounts=mounts,
         )
         try:
             jail = start_jail(spec)  # forks: no thread may exist before this

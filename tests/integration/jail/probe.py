@@ -10,6 +10,9 @@ Probes (``+`` separates several in one run, so one interpreter start serves a wh
                              WAIT s (default 1) for the echo;
 * ``icmp HOST``              an ICMP echo request through a ping socket, then through a raw socket;
 * ``raw``                    try to open raw IPv4 and IPv6 sockets and a packet socket;
+* ``unix PATH``              connect to a filesystem unix socket and read one line;
+* ``abstract NAME``          the same with the abstract unix socket ``@NAME``;
+* ``write PATH``             open PATH for writing and close it at once (nothing is ever written);
 * ``counters``               ask the driver (via the proxy socket) for the jail's nft counters;
 * ``signal NAME``            ask the driver to send SIGNAME to the jail's init.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 import sys
 import time
@@ -116,6 +120,33 @@ def raw() -> dict[str, Any]:
     return outcomes
 
 
+def _unix(address: str) -> dict[str, Any]:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect(address)
+            reply = sock.makefile("rb").readline().decode().strip()
+        return {"result": "ok", "reply": reply}
+    except OSError as exc:
+        return {"result": _error(exc)}
+
+
+def unix(path: str) -> dict[str, Any]:
+    return _unix(path)
+
+
+def abstract(name: str) -> dict[str, Any]:
+    return _unix("\0" + name)
+
+
+def write(path: str) -> dict[str, Any]:
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+    except OSError as exc:
+        return {"result": _error(exc)}
+    return {"result": "ok"}
+
+
 def counters() -> dict[str, Any]:
     outcome = _exchange(DRIVER_ADDRESS, "COUNTERS")
     if outcome["result"] != "ok":
@@ -137,6 +168,9 @@ PROBES: dict[str, Callable[..., dict[str, Any]]] = {
     "udp": udp,
     "icmp": icmp,
     "raw": raw,
+    "unix": unix,
+    "abstract": abstract,
+    "write": write,
     "counters": counters,
     "signal": send_signal,
 }

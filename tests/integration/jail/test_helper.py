@@ -122,13 +122,13 @@ def test_hosts_names_only_localhost(jail: JailRunner) -> None:
 
 
 def test_a_failed_set_up_raises_jail_error_and_leaves_nothing_running(jail: JailRunner) -> None:
-    """A bind whose source does not exist makes start_jail raise JailError with a message naming the source
+    """A bind whose target does not exist makes start_jail raise JailError with a message naming the source
     and the target; the workload never ran, and the driver has no child left (the helper was reaped)."""
     missing = f"/var/tmp/boundary-missing-{secrets.token_hex(4)}"
-    run = jail.run(["sh", "-c", "echo ran"], ["--bind", f"{missing}=/etc/hosts"])
+    run = jail.run(["sh", "-c", "echo ran"], ["--bind", f"/etc/hosts={missing}"])
     assert run.returncode == 125, run.describe()
     [error] = run.events_of("jail-error")
-    assert error["message"] == f"jail set-up failed: mount {missing} on /etc/hosts: No such file or directory"
+    assert error["message"] == f"cannot bind '/etc/hosts' on '{missing}' in the jail: No such file or directory"
     assert error["leftovers"] == []
     assert run.events_of("started") == []
     assert "ran" not in run.stdout

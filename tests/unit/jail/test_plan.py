@@ -2,6 +2,7 @@
 
 import pytest
 
+from boundary.errors import UsageError
 from boundary.jail import plan
 from boundary.jail.plan import Identity
 
@@ -87,3 +88,193 @@ def test_workload_env_sets_home_of_another_user() -> None:
     alice = Identity(1000, 1000, (), "/home/alice", "alice")
     env = plan.workload_env({"HOME": "/root", "USER": "root"}, "/b", alice, root)
     assert (env["HOME"], env["USER"], env["LOGNAME"]) == ("/home/alice", "alice", "alice")
+
+
+# --- the jail's filesystem --------------------------------------------------------------------------------------
+
+ME = Identity(1000, 1000)
+TMPFS_TMP = plan.FreshMount("/tmp", "tmpfs", "mode=1777")
+TMPFS_RUN = plan.FreshMount("/run", "tmpfs", "mode=755")
+TMPFS_SHM = plan.FreshMount("/dev/shm", "tmpfs", "mode=1777")
+SYSFS = plan.FreshMount("/sys", "sysfs", readonly=True)
+RESOLV = plan.BindRequest("/tmp/boundary-x/resolv.conf", "/etc/resolv.conf")
+
+
+def host(*dirs: str, files: tuple[str, ...] = (), links: dict[str, str] | None = None) -> plan.Lookup:
+    """A fake host: these directories and files exist, `links` maps a path prefix to its canonical place."""
+
+    def lookup(path: str) -> plan.HostPath:
+        for link, real in (links or {}).items():
+            if path == link or path.startswith(link + "/"):
+                path = real + path[len(link) :]
+        kind: plan.PathKind = "dir" if path in dirs else "file" if path in files else "missing"
+        return plan.HostPath(path, kind)
+
+    return lookup
+
+
+STANDARD = host("/tmp", "/run", "/dev/shm", "/home/me/proj", links={"/var/run": "/run"})
+
+
+def test_the_socket_trees_are_hidden_once_each_behind_a_tmpfs() -> None:
+    """/tmp, /run and /dev/shm get an empty tmpfs; /var/run, a symlink to /run, is not mounted a second time.
+    A fresh read-only sysfs comes first."""
+    actions = plan.mount_plan(STANDARD, {}, "/home/me/proj", [], ME)
+    assert actions == (SYSFS, TMPFS_TMP, TMPFS_RUN, TMPFS_SHM)
+
+
+def test_a_var_run_that_is_a_real_directory_gets_its_own_tmpfs() -> None:
+    """Without the usual symlink, /var/run is a tree of its own and is hidden too."""
+    actions = plan.mount_plan(host("/tmp", "/run", "/var/run"), {}, "/", [], ME)
+    assert plan.FreshMount("/var/run", "tmpfs", "mode=755") in actions
+
+
+def test_a_missing_tree_is_skipped() -> None:
+    """Nothing is mounted where the host has no directory (a tmpfs needs a mount point)."""
+    assert plan.mount_plan(host("/tmp"), {}, "/", [], ME) == (SYSFS, TMPFS_TMP)
+
+
+def test_the_runtime_dir_under_run_is_made_and_hidden_owned_by_the_workload() -> None:
+    """$XDG_RUNTIME_DIR under /run: /run's tmpfs first, then the directory is made in it and gets its own tmpfs,
+    mode 0700, owned by the workload, so programs that expect it still find it (empty)."""
+    lookup = host("/tmp", "/run", "/run/user/1000")
+    actions = plan.mount_plan(lookup, {"XDG_RUNTIME_DIR": "/run/user/1000"}, "/", [], ME)
+    assert actions == (
+        SYSFS,
+        TMPFS_TMP,
+        TMPFS_RUN,
+        plan.MakeDir("/run/user"),
+        plan.MakeDir("/run/user/1000"),
+        plan.FreshMount("/run/user/1000", "tmpfs", "mode=700,uid=1000,gid=1000"),
+    )
+
+
+@pytest.mark.parametrize("value", ["", "relative/dir", "/no/such/dir"])
+def test_a_runtime_dir_that_is_unset_relative_or_missing_adds_nothing(value: str) -> None:
+    """The XDG spec says a relative value is to be ignored; a missing directory has nothing to hide."""
+    assert plan.mount_plan(host("/tmp"), {"XDG_RUNTIME_DIR": value}, "/", [], ME) == (SYSFS, TMPFS_TMP)
+
+
+def test_a_tree_that_leads_to_the_root_is_refused_naming_it() -> None:
+    """A link or variable that resolves to / would hide everything: refused, quoting the value."""
+    with pytest.raises(UsageError, match=r"^'/home/me/rt' leads to '/': boundary will not hide"):
+        plan.mount_plan(host("/", links={"/home/me/rt": "/"}), {"XDG_RUNTIME_DIR": "/home/me/rt"}, "/", [], ME)
+
+
+def test_boundarys_files_from_tmp_are_bound_before_tmp_is_hidden() -> None:
+    """resolv.conf from a rundir in /tmp onto /etc: a bind outside the hidden trees comes before the tmpfs (its
+    source is opened before any mount, so the cover does not matter)."""
+    lookup = host("/tmp", files=("/tmp/boundary-x/resolv.conf", "/etc/resolv.conf"))
+    actions = plan.mount_plan(lookup, {}, "/", [RESOLV], ME)
+    assert actions == (SYSFS, plan.Bind("/tmp/boundary-x/resolv.conf", "/etc/resolv.conf"), TMPFS_TMP)
+
+
+def test_a_resolv_conf_linked_into_run_is_bound_at_its_real_place_inside_the_fresh_run() -> None:
+    """/etc/resolv.conf -> /run/systemd/resolve/stub-resolv.conf (systemd-resolved): the link is followed once,
+    the file and its directories are made in the fresh /run, and the bind goes there."""
+    lookup = host(
+        "/run",
+        files=("/tmp/boundary-x/resolv.conf", "/run/systemd/resolve/stub-resolv.conf"),
+        links={"/etc/resolv.conf": "/run/systemd/resolve/stub-resolv.conf"},
+    )
+    actions = plan.mount_plan(lookup, {}, "/", [RESOLV], ME)
+    assert actions == (
+        SYSFS,
+        TMPFS_RUN,
+        plan.MakeDir("/run/systemd"),
+        plan.MakeDir("/run/systemd/resolve"),
+        plan.MakeFile("/run/systemd/resolve/stub-resolv.conf"),
+        plan.Bind("/tmp/boundary-x/resolv.conf", "/run/systemd/resolve/stub-resolv.conf"),
+    )
+
+
+def test_a_working_directory_under_tmp_is_bound_back_read_write() -> None:
+    """`cd /tmp/proj && boundary run ...`: the project is not hidden; its mount point is made in the fresh /tmp."""
+    actions = plan.mount_plan(host("/tmp", "/tmp/a/proj"), {}, "/tmp/a/proj", [], ME)
+    assert actions == (
+        SYSFS,
+        TMPFS_TMP,
+        plan.MakeDir("/tmp/a"),
+        plan.MakeDir("/tmp/a/proj"),
+        plan.Bind("/tmp/a/proj", "/tmp/a/proj"),
+    )
+
+
+def test_a_working_directory_that_is_a_hidden_tree_itself_starts_empty() -> None:
+    """`cd /tmp && boundary run ...` does not undo the cover: the workload starts in the empty /tmp."""
+    assert plan.mount_plan(host("/tmp"), {}, "/tmp", [], ME) == (SYSFS, TMPFS_TMP)
+
+
+def test_a_working_directory_already_shown_by_a_bind_is_not_bound_again() -> None:
+    """A read-only `--bind /tmp/a:ro` keeps /tmp/a/proj read-only: the working directory is not bound on top."""
+    lookup = host("/tmp", "/tmp/a", "/tmp/a/proj")
+    actions = plan.mount_plan(lookup, {}, "/tmp/a/proj", [plan.BindRequest("/tmp/a", "/tmp/a", True)], ME)
+    assert actions == (SYSFS, TMPFS_TMP, plan.MakeDir("/tmp/a"), plan.Bind("/tmp/a", "/tmp/a", readonly=True))
+
+
+def test_nested_binds_go_outer_first_and_make_nothing_inside_a_bound_host_directory() -> None:
+    """`--bind /tmp/a/b` given before `--bind /tmp/a`: /tmp/a is bound first; /tmp/a/b then exists (it is the
+    host's), so nothing is created in a host directory."""
+    lookup = host("/tmp", "/tmp/a", "/tmp/a/b")
+    requests = [plan.BindRequest("/tmp/a/b", "/tmp/a/b"), plan.BindRequest("/tmp/a", "/tmp/a")]
+    actions = plan.mount_plan(lookup, {}, "/", requests, ME)
+    assert actions == (
+        SYSFS,
+        TMPFS_TMP,
+        plan.MakeDir("/tmp/a"),
+        plan.Bind("/tmp/a", "/tmp/a"),
+        plan.Bind("/tmp/a/b", "/tmp/a/b"),
+    )
+
+
+def test_binds_follow_links_to_the_real_place() -> None:
+    """A bind of a symlink shows its target at the target's real path (the mount would follow it anyway)."""
+    lookup = host("/tmp", "/var/tmp/real", links={"/tmp/link": "/var/tmp/real"})
+    actions = plan.mount_plan(lookup, {}, "/", [plan.BindRequest("/tmp/link", "/tmp/link")], ME)
+    assert actions == (SYSFS, plan.Bind("/var/tmp/real", "/var/tmp/real"), TMPFS_TMP)
+
+
+def test_a_missing_bind_source_is_refused_naming_it() -> None:
+    with pytest.raises(UsageError, match=r"^bind source '/tmp/gone' does not exist$"):
+        plan.mount_plan(host("/tmp"), {}, "/", [plan.BindRequest("/tmp/gone", "/tmp/gone")], ME)
+
+
+def test_read_only_binds_are_not_recursive() -> None:
+    """A read-only remount covers one mount: sub-mounts are left out rather than left writable."""
+    assert plan.Bind("/a", "/a", readonly=True).recursive is False
+    assert plan.Bind("/a", "/a").recursive is True
+
+
+@pytest.mark.parametrize(
+    ("text", "request_"),
+    [
+        ("/tmp/data", plan.BindRequest("/tmp/data", "/tmp/data")),
+        ("/tmp/data:ro", plan.BindRequest("/tmp/data", "/tmp/data", readonly=True)),
+        ("/tmp/data:rw", plan.BindRequest("/tmp/data", "/tmp/data")),
+        ("/tmp/a:b", plan.BindRequest("/tmp/a:b", "/tmp/a:b")),  # a colon that is not a mode is part of the path
+        ("/tmp/a:b:ro", plan.BindRequest("/tmp/a:b", "/tmp/a:b", readonly=True)),
+    ],
+)
+def test_parse_bind(text: str, request_: plan.BindRequest) -> None:
+    """`--bind PATH[:ro|:rw]`: the path appears at the same place, read-write unless `:ro`."""
+    assert plan.parse_bind(text) == request_
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "--bind '': no path given (use --bind PATH or --bind PATH:ro)"),
+        (":ro", "--bind ':ro': no path given (use --bind PATH or --bind PATH:ro)"),
+        ("data", "--bind 'data': the path must be absolute"),
+        ("./data:ro", "--bind './data:ro': the path must be absolute"),
+    ],
+)
+def test_parse_bind_refuses_quoting_the_value(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        plan.parse_bind(text)
+    assert str(info.value) == message
+
+
+def test_proc_read_only_list_covers_sysctls() -> None:
+    """/proc/sys (kernel.*, vm.*, the netns's net.*) is among the paths made read-only in the fresh /proc."""
+    assert "/proc/sys" in plan.PROC_READONLY

@@ -1,0 +1,100 @@
+"""Carry out the plan's mount table in the jail's private mount namespace; look paths up for the plan.
+
+`host_path` is an ordinary read of the host (it runs in boundary before any jail exists). `apply` runs in the
+helper, after `unshare(CLONE_NEWNS)`: bind sources are opened (O_PATH) first, while every path is still
+visible, and mounted later through `/proc/self/fd/N`, so a source that a tmpfs covers meanwhile (the rundir in
+/tmp, a project under /tmp) still works. They must be opened *after* the unshare: a bind source has to belong
+to the caller's mount namespace (EINVAL otherwise). `readonly_proc` runs in the jail's init, on its fresh /proc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from boundary.errors import JailError
+from boundary.jail import syscalls
+from boundary.jail.plan import PROC_READONLY, Bind, FreshMount, HostPath, MakeDir, MakeFile, MountAction
+
+# statvfs flags -> mount flags. A rootless read-only remount must repeat the flags the kernel locked on the
+# host's mounts (nosuid, nodev, noexec, atime) or it fails with EPERM.
+_CARRIED_FLAGS = (
+    (os.ST_NOSUID, syscalls.MS_NOSUID),
+    (os.ST_NODEV, syscalls.MS_NODEV),
+    (os.ST_NOEXEC, syscalls.MS_NOEXEC),
+    (os.ST_NOATIME, syscalls.MS_NOATIME),
+    (os.ST_NODIRATIME, syscalls.MS_NODIRATIME),
+    (os.ST_RELATIME, syscalls.MS_RELATIME),
+)
+
+
+def host_path(path: str) -> HostPath:
+    """The plan's view of `path` on the host: canonical form and kind ("missing" if nothing is there)."""
+    canonical = os.path.realpath(path)
+    if os.path.isdir(canonical):
+        return HostPath(canonical, "dir")
+    if os.path.lexists(canonical):
+        return HostPath(canonical, "file")
+    return HostPath(canonical, "missing")
+
+
+def apply(actions: tuple[MountAction, ...]) -> None:  # pragma: no cover - runs in the helper
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    sources: dict[str, int] = {}
+    try:
+        for action in actions:
+            if isinstance(action, Bind) and action.source not in sources:
+                sources[action.source] = _open_source(action.source)
+        for action in actions:
+            _apply_one(action, sources)
+    finally:
+        for fd in sources.values():
+            os.close(fd)
+
+
+def _open_source(path: str) -> int:  # pragma: no cover - runs in the helper
+    try:
+        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as e:
+        raise JailError(f"cannot bind '{path}' into the jail: {e.strerror}") from e
+
+
+def _apply_one(action: MountAction, sources: dict[str, int]) -> None:  # pragma: no cover - runs in the helper
+    match action:
+        case FreshMount(target, fstype, options, readonly):
+            flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | (syscalls.MS_RDONLY if readonly else 0)
+            syscalls.mount(fstype, target, fstype, flags, options or None)
+        case MakeDir(path):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path)
+                os.chmod(path, 0o755)  # not the umask's choice: the workload may be another uid
+        case MakeFile(path):
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+                os.chmod(path, 0o644)
+        case Bind(source, target, readonly):
+            flags = syscalls.MS_BIND | (syscalls.MS_REC if action.recursive else 0)
+            try:
+                syscalls.mount(f"/proc/self/fd/{sources[source]}", target, None, flags)
+                if readonly:
+                    make_readonly(target)
+            except OSError as e:
+                reason = os.strerror(e.errno) if e.errno else str(e)  # not syscalls' "mount /proc/self/fd/N ..."
+                raise JailError(f"cannot bind '{source}' on '{target}' in the jail: {reason}") from e
+
+
+def make_readonly(target: str) -> None:  # pragma: no cover - runs in the helper or init
+    """Remount the bind mount at `target` read-only, keeping the flags the kernel may have locked."""
+    carried = os.statvfs(target).f_flag
+    flags = syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY
+    for statvfs_flag, mount_flag in _CARRIED_FLAGS:
+        if carried & statvfs_flag:
+            flags |= mount_flag
+    syscalls.mount(None, target, None, flags)
+
+
+def readonly_proc() -> None:  # pragma: no cover - runs in init, after its fresh /proc is mounted
+    for path in PROC_READONLY:
+        if os.path.lexists(path):  # /proc/sysrq-trigger needs CONFIG_MAGIC_SYSRQ
+            syscalls.mount(path, path, None, syscalls.MS_BIND)
+            make_readonly(path)

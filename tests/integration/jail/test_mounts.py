@@ -1,0 +1,195 @@
+"""The jail's mount namespace (boundary/jail/mounts.py carrying out plan.mount_plan), for real, as root and
+rootless: host unix sockets under /tmp, /run and $XDG_RUNTIME_DIR are out of reach, the working directory and
+binds stay usable, boundary's own files survive the covers, /proc/sys and /sys are read-only.
+
+What a test makes under /tmp is open to the workload's user, and each negative probe of a socket has a control
+run on the host, as that same user, that reaches it: only the jail makes the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boundary.jail.plan import RESOLV_CONF
+from tests.integration.jail.conftest import JailRunner, probe_argv
+from tests.support import tools
+from tests.support.runner import make_user_dir, run_command
+from tests.support.unixcanary import UnixCanary
+
+
+def _owned_by_workload(path: Path, rootless: bool) -> Path:
+    if rootless and tools.is_root():
+        os.chown(path, *tools.rootless_identity())
+    return path
+
+
+@pytest.fixture
+def tmp_dir(rootless: bool) -> Iterator[Path]:
+    """A fresh directory under /tmp (a tree the jail hides), owned by the workload's user."""
+    path = Path(f"/tmp/boundary-it-{secrets.token_hex(4)}")
+    path.mkdir()
+    yield _owned_by_workload(path, rootless)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _on_the_host(rootless: bool, *probe: str) -> dict[str, Any]:
+    """One probe run on the host, unjailed, as the user the jail's workload runs as: the control."""
+    proc = run_command(probe_argv(probe), rootless=rootless, timeout=30)
+    [line] = proc.stdout.decode().splitlines()
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+def test_a_unix_socket_in_tmp_is_out_of_reach(jail: JailRunner, rootless: bool, tmp_dir: Path) -> None:
+    """A host socket in /tmp that the workload's user reaches on the host (think /tmp/.X11-unix/X0 or an
+    ssh-agent): in the jail the path does not exist, and the listener accepts nothing."""
+    path = str(tmp_dir / "agent.sock")
+    with UnixCanary(path=path) as canary:
+        assert _on_the_host(rootless, "unix", path)["reply"] == "canary"
+        before = canary.hits
+        run = jail.probe(["unix", path])
+        assert [p["result"] for p in run.probes()] == ["ENOENT"], run.describe()
+        assert canary.hits == before
+
+
+@pytest.mark.root
+def test_a_unix_socket_in_run_is_out_of_reach_also_through_var_run(jail: JailRunner, rootless: bool) -> None:
+    """A host socket in /run (docker.sock, the D-Bus system bus) is not in the jail, neither at its path nor
+    through the /var/run link; the listener accepts nothing. (Only root may create one in /run.)"""
+    name = f"boundary-it-{secrets.token_hex(4)}.sock"
+    with UnixCanary(path=f"/run/{name}") as canary:
+        assert _on_the_host(rootless, "unix", f"/var/run/{name}")["reply"] == "canary"
+        before = canary.hits
+        run = jail.probe(["unix", f"/run/{name}"], ["unix", f"/var/run/{name}"])
+        assert [p["result"] for p in run.probes()] == ["ENOENT", "ENOENT"], run.describe()
+        assert canary.hits == before
+
+
+def test_the_runtime_dir_is_hidden_but_exists_for_the_workload(jail: JailRunner, rootless: bool) -> None:
+    """$XDG_RUNTIME_DIR (a stand-in under /var/tmp, outside the usual trees, holding a host socket like the
+    session bus) gets its own empty tmpfs: the socket is gone, the directory is there, mode 0700, the workload's."""
+    runtime = make_user_dir("boundary-it-xdg-")
+    try:
+        runtime.chmod(0o700)
+        path = str(runtime / "bus")
+        with UnixCanary(path=path) as canary:
+            assert _on_the_host(rootless, "unix", path)["reply"] == "canary"
+            before = canary.hits
+            script = (
+                f'echo "entries=$(ls -A {runtime} | wc -l)"\n'
+                f'echo "stat=$(stat -c "%a %u" {runtime})"\n'
+                f"{shlex.join(probe_argv(['unix', path]))}\n"
+            )
+            run = jail.shell(script, env={"XDG_RUNTIME_DIR": str(runtime)})
+            uid = tools.rootless_identity()[0] if rootless else os.getuid()
+            assert run.value("entries") == "0", run.describe()
+            assert run.value("stat") == f"700 {uid}"
+            assert [p["result"] for p in run.probes()] == ["ENOENT"]
+            assert canary.hits == before
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_an_abstract_unix_socket_on_the_host_is_unreachable(jail: JailRunner, rootless: bool) -> None:
+    """Abstract unix sockets (no file: X11 and D-Bus often listen on one too) belong to a network namespace: the
+    jail's own netns has none of the host's, so the connection is refused and the listener accepts nothing."""
+    name = f"boundary-it-{secrets.token_hex(4)}"
+    with UnixCanary(abstract=name) as canary:
+        assert _on_the_host(rootless, "abstract", name)["reply"] == "canary"
+        before = canary.hits
+        run = jail.probe(["abstract", name])
+        assert [p["result"] for p in run.probes()] == ["ECONNREFUSED"], run.describe()
+        assert canary.hits == before
+
+
+def test_boundarys_files_from_a_rundir_in_tmp_survive_the_cover(jail: JailRunner) -> None:
+    """resolv.conf and hosts come from a rundir under /tmp (where boundary's tempdir usually is): they are
+    bound over /etc although /tmp itself is then hidden."""
+    run = jail.run(
+        ["sh", "-c", "cat /etc/resolv.conf; ls -A /tmp | grep -c boundary-jail-driver"], ["--rundir-parent", "/tmp"]
+    )
+    assert run.stdout == RESOLV_CONF + "0\n", run.describe()
+
+
+def test_a_working_directory_under_tmp_stays_usable(jail: JailRunner, tmp_dir: Path) -> None:
+    """`cd /tmp/project && boundary run ...`: the project is bound back read-write at the same place; the rest
+    of /tmp stays hidden."""
+    project = tmp_dir / "project"
+    project.mkdir()
+    (project / "README").write_text("project file\n")
+    (tmp_dir / "secret").write_text("not the project\n")
+    os.chown(project, *os.stat(tmp_dir)[4:6])
+    run = jail.shell(
+        'echo "pwd=$(pwd)"; echo "readme=$(cat README)"; echo made > out.txt; '
+        f'echo "sibling=$(ls -A {tmp_dir} | tr "\\n" " ")"',
+        cwd=project,
+    )
+    assert run.value("pwd") == str(project), run.describe()
+    assert run.value("readme") == "project file"
+    assert run.value("sibling") == "project "
+    assert (project / "out.txt").read_text() == "made\n"
+
+
+def test_a_bind_shows_a_hidden_path_read_write(jail: JailRunner, tmp_dir: Path) -> None:
+    """A bound directory under /tmp is there in the jail: readable, and writes land on the host."""
+    (tmp_dir / "in.txt").write_text("from the host\n")
+    run = jail.shell(
+        f'cat {tmp_dir}/in.txt; echo "from the jail" > {tmp_dir}/out.txt', ["--bind", f"{tmp_dir}={tmp_dir}"]
+    )
+    assert run.stdout == "from the host\n", run.describe()
+    assert (tmp_dir / "out.txt").read_text() == "from the jail\n"
+
+
+def test_a_read_only_bind_cannot_be_written(jail: JailRunner, tmp_dir: Path) -> None:
+    """A read-only bind is readable; writing fails with EROFS and nothing reaches the host."""
+    (tmp_dir / "in.txt").write_text("from the host\n")
+    run = jail.shell(
+        f'cat {tmp_dir}/in.txt; echo x > {tmp_dir}/in.txt; echo "code=$?"; touch {tmp_dir}/new 2>&1',
+        ["--ro-bind", f"{tmp_dir}={tmp_dir}"],
+    )
+    assert run.lines("from the host") == [""], run.describe()
+    assert run.value("code") != "0"
+    assert "Read-only file system" in run.stderr + run.stdout
+    assert (tmp_dir / "in.txt").read_text() == "from the host\n"
+    assert not (tmp_dir / "new").exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/proc/sys/net/ipv4/ip_forward",  # the jail's own netns: a root-run workload could open forwarding
+        "/proc/sys/vm/swappiness",  # kernel-wide: writable by uid 0 through file modes alone
+        "/sys/kernel/mm/transparent_hugepage/defrag",  # kernel-wide, in sysfs
+    ],
+)
+def test_sysctls_and_sysfs_are_read_only(jail: JailRunner, rootless: bool, path: str) -> None:
+    """Opening a sysctl or sysfs file for writing fails with EROFS for a root-run workload (uid 0, which the
+    file modes let write, though it has no capability). Rootless, the file modes refuse first (EACCES). The probe
+    only opens and closes: it never writes."""
+    if not os.path.exists(path):
+        pytest.skip(f"{path} does not exist on this kernel")
+    run = jail.probe(["write", path])
+    expected = {"EROFS", "EACCES"} if rootless else {"EROFS"}
+    [probe] = run.probes()
+    assert probe["result"] in expected, run.describe()
+
+
+def test_the_rest_of_proc_still_works(jail: JailRunner) -> None:
+    """Only the sysctl and device subtrees are read-only: a process's own /proc entries still work, sysctls
+    still read."""
+    run = jail.shell(
+        'echo "self=$(grep -c ^Pid: /proc/self/status)"; echo "ipfwd=$(cat /proc/sys/net/ipv4/ip_forward)"; '
+        'echo "comm=$(cat /proc/$$/comm)"; echo x > /proc/$$/comm && echo "renamed=$(cat /proc/$$/comm)"'
+    )
+    assert run.value("self") == "1", run.describe()
+    assert run.value("ipfwd") in {"0", "1"}
+    assert run.value("renamed") == "x"
