@@ -37,6 +37,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -142,6 +143,13 @@ def run_env(home: Path, *, rootless: bool, base: Mapping[str, str], extra: Mappi
     env["HOME"] = str(home)
     env |= {name: str(home / sub) for name, sub in _XDG_DIRS.items()}
     return env | dict(extra or {})
+
+
+def topmost_process(pids: Collection[int], parent_of: Callable[[int], int]) -> int | None:
+    """Of ``pids`` (a process and the forks that share its command line), the one whose parent is not among
+    them; ``None`` if there is not exactly one."""
+    roots = [pid for pid in pids if parent_of(pid) not in pids]
+    return roots[0] if len(roots) == 1 else None
 
 
 # --- temporary directories ---------------------------------------------------------------------------------
@@ -417,3 +425,33 @@ def spawn_boundary(
         stdout=stdout,
         stderr=stderr,
     )
+
+
+# --- processes ---------------------------------------------------------------------------------------------
+
+
+def pids_matching(marker: str) -> set[int]:
+    """Processes whose command line contains ``marker`` (``pgrep -f``)."""
+    found = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True, check=False)
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def boundary_pid(marker: str, *, forks: int = 3, timeout: float = 30) -> int:
+    """The pid of the boundary process whose command line contains ``marker`` (e.g. ``--log AUDIT_PATH``), once
+    it has started its jail: boundary, its helper and the jail's init are forks sharing that command line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = pids_matching(marker)
+        if len(pids) >= forks:
+            root = topmost_process(pids, _parent_of)
+            if root is not None:
+                return root
+        time.sleep(0.05)
+    raise AssertionError(f"no boundary process with {marker!r} in its command line started within {timeout} s")

@@ -17,6 +17,7 @@ from tests.support.runner import (
     outermost,
     run_env,
     tmp_base,
+    topmost_process,
 )
 
 UID, GID = 65534, 65534
@@ -133,3 +134,18 @@ def test_make_user_dir_is_world_searchable_and_owned_by_the_rootless_user(tmp_pa
         assert st.st_uid != 0
     else:
         assert st.st_uid == os.getuid()
+
+
+@pytest.mark.parametrize(
+    ("parents", "expected"),
+    [
+        ({10: 1, 11: 10, 12: 11}, 10),  # boundary -> helper -> init
+        ({10: 1}, 10),
+        ({10: 1, 20: 1}, None),  # two unrelated runs: ambiguous
+        ({}, None),
+    ],
+)
+def test_topmost_process_is_the_one_whose_parent_is_outside_the_set(
+    parents: dict[int, int], expected: int | None
+) -> None:
+    assert topmost_process(set(parents), parents.__getitem__) == expected

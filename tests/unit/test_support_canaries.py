@@ -1,0 +1,60 @@
+"""The UDP and unix canaries hear what is sent to them, and only that (real sockets, loopback only)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.canaries import UdpCanary, UnixCanary
+
+
+def _wait_for(predicate: object, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_udp_canary_records_each_datagram_with_its_sender(host: str) -> None:
+    with (
+        UdpCanary(host) as canary,
+        socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s,
+    ):
+        assert canary.heard == []
+        s.sendto(b"one", (host, canary.port))
+        s.sendto(b"two", (host, canary.port))
+        _wait_for(lambda: len(canary.heard) == 2)
+        assert [(h.peer, h.data) for h in canary.heard] == [(host, b"one"), (host, b"two")]
+
+
+def test_unix_canary_on_a_path_is_connectable_by_anyone_and_removed_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "canary.sock"
+    with UnixCanary(str(path)) as canary:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o777
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(path))
+            s.sendall(b"hello")
+        _wait_for(lambda: canary.heard != [])
+        assert [(h.peer, h.data) for h in canary.heard] == [(str(path), b"hello")]
+    assert not path.exists()
+
+
+def test_unix_canary_in_the_abstract_namespace_hears_connections() -> None:
+    name = f"@canary-test-{uuid.uuid4().hex}"
+    with UnixCanary(name) as canary, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect("\0" + name[1:])
+        s.close()
+        _wait_for(lambda: canary.heard != [])
+        assert [h.data for h in canary.heard] == [b""]
+
+
+def test_a_silent_canary_hears_nothing(tmp_path: Path) -> None:
+    with UdpCanary() as udp, UnixCanary(str(tmp_path / "s")) as unix:
+        time.sleep(0.3)
+        assert udp.heard == [] and unix.heard == []
