@@ -53,8 +53,10 @@ allow:
 _NPM = Preset(
     "npm",
     "Installing JavaScript packages from the npm registry (npm, pnpm, yarn): GET and HEAD over HTTPS on "
-    "registry.npmjs.org (package metadata and tarballs). Read-only: no `npm publish`, and no `npm audit` "
-    "(a POST to /-/npm/v1/security/advisories/bulk; npm install only warns when it fails).",
+    "registry.npmjs.org (package metadata and tarballs), including the metadata of scoped packages, which npm "
+    "requests with the name's `/` encoded (/@scope%2fname, matched as sent by a raw_paths rule). Read-only: no "
+    "`npm publish`, and no `npm audit` (a POST to /-/npm/v1/security/advisories/bulk; npm install only warns "
+    "when it fails).",
     """\
 version: 1
 allow:
@@ -62,6 +64,12 @@ allow:
     ports: [443]
     methods: [GET, HEAD]
     comment: package metadata and tarballs
+  - domain: registry.npmjs.org
+    ports: [443]
+    methods: [GET, HEAD]
+    paths: ["/@*%2F*"]
+    raw_paths: true
+    comment: metadata of @scope/name, requested as /@scope%2fname; '*' never matches another encoded '/'
 """,
 )
 

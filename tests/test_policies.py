@@ -85,8 +85,8 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # node-npm.yaml: registry metadata and tarballs, scoped packages included, GET/HEAD only
     ("node-npm.yaml", "GET https://registry.npmjs.org/left-pad", ALLOWED, "preset:npm/1"),
     ("node-npm.yaml", "GET https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz", ALLOWED, "preset:npm/1"),
-    ("node-npm.yaml", "GET https://registry.npmjs.org/@types%2fnode", ALLOWED, "npm-scoped-metadata"),
-    ("node-npm.yaml", "HEAD https://registry.npmjs.org/@types%2Fnode", ALLOWED, "npm-scoped-metadata"),
+    ("node-npm.yaml", "GET https://registry.npmjs.org/@types%2fnode", ALLOWED, "preset:npm/2"),
+    ("node-npm.yaml", "HEAD https://registry.npmjs.org/@types%2Fnode", ALLOWED, "preset:npm/2"),
     ("node-npm.yaml", "GET https://registry.npmjs.org/@types/node/-/node-22.0.0.tgz", ALLOWED, "preset:npm/1"),
     ("node-npm.yaml", "GET https://registry.npmjs.org/@a%2f..%2fb", REASON_AMBIGUOUS_PATH, None),
     ("node-npm.yaml", "GET https://registry.npmjs.org/x%2fy", REASON_AMBIGUOUS_PATH, None),

@@ -1112,14 +1112,14 @@ def allow_doc(*domains: str, include: str = "") -> str:
 def test_included_rules_come_first() -> None:
     """Included documents' rules precede the including file's own, each citing its own file and line."""
     policy = parse_files(
-        {"main.yaml": allow_doc("m.example", include="b.yaml, preset:npm"), "b.yaml": allow_doc("b.example")}
+        {"main.yaml": allow_doc("m.example", include="b.yaml, preset:openai"), "b.yaml": allow_doc("b.example")}
     )
     assert [(r.domain, r.source) for r in policy.rules] == [
         ("b.example", "b.yaml:3"),
-        ("registry.npmjs.org", "preset:npm:3"),
+        ("api.openai.com", "preset:openai:3"),
         ("m.example", "main.yaml:4"),
     ]
-    assert policy.includes == ("b.yaml", "preset:npm")
+    assert policy.includes == ("b.yaml", "preset:openai")
     assert policy.source == "main.yaml"
 
 

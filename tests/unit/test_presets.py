@@ -7,6 +7,7 @@ import pytest
 from boundary.lint import lint
 from boundary.matcher import (
     REASON_ALLOWED,
+    REASON_AMBIGUOUS_PATH,
     REASON_DENIED_BY_RULE,
     REASON_METHOD_NOT_ALLOWED,
     REASON_NO_MATCHING_RULE,
@@ -86,6 +87,14 @@ BEHAVIOUR = [
     ("npm", https("registry.npmjs.org", "/left-pad/-/left-pad-1.3.0.tgz"), REASON_ALLOWED, "preset:npm/1"),
     ("npm", https("registry.npmjs.org", "/left-pad", "PUT"), REASON_METHOD_NOT_ALLOWED, None),
     ("npm", https("registry.npmjs.org", "/-/npm/v1/security/advisories/bulk", "POST"), REASON_METHOD_NOT_ALLOWED, None),
+    # npm: scoped packages' metadata is requested with the '/' encoded, matched raw; nothing else encoded is
+    ("npm", https("registry.npmjs.org", "/@types%2fnode"), REASON_ALLOWED, "preset:npm/2"),
+    ("npm", https("registry.npmjs.org", "/@types%2Fnode", "HEAD"), REASON_ALLOWED, "preset:npm/2"),
+    ("npm", https("registry.npmjs.org", "/@types/node/-/node-22.0.0.tgz"), REASON_ALLOWED, "preset:npm/1"),
+    ("npm", https("registry.npmjs.org", "/@a%2f..%2fb"), REASON_AMBIGUOUS_PATH, None),
+    ("npm", https("registry.npmjs.org", "/@a%2fb%2fc"), REASON_AMBIGUOUS_PATH, None),
+    ("npm", https("registry.npmjs.org", "/a%2fb"), REASON_AMBIGUOUS_PATH, None),
+    ("npm", https("registry.npmjs.org", "/@types%2fnode", "PUT"), REASON_AMBIGUOUS_PATH, None),  # no raw rule for PUT
     # github-readonly: clone and fetch
     (
         "github-readonly",
