@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from boundary.errors import CasesError, UsageError
 from boundary.matcher import REASONS, Matcher, Request
@@ -122,6 +124,25 @@ def test_request_for_quotes_the_url_in_a_usage_error() -> None:
     with pytest.raises(UsageError) as caught:
         request_for("GET", "ftp://x.example/")
     assert str(caught.value) == "bad URL 'ftp://x.example/': scheme 'ftp' is not http or https"
+
+
+@given(st.text(max_size=60), st.sampled_from(["GET", "get", "POST", "X Y"]))
+def test_explaining_any_text_either_renders_or_is_a_value_error(url: str, method: str) -> None:
+    """No input makes the tools crash: a URL parses (and then explains and renders) or is a ValueError."""
+    for candidate in (url, "https://" + url, "http://api.example/" + url):
+        try:
+            request = parse_url(candidate, method)
+        except ValueError:
+            continue
+        explanation = explain(MATCHER, request, candidate)
+        assert render_text(explanation).startswith(f"decision: {explanation.decision.verdict}\n")
+        assert json.loads(render_json(explanation))["reason"] == explanation.decision.reason
+
+
+@given(st.text(st.characters(codec="ascii", exclude_characters="#"), max_size=40))
+def test_the_target_reaches_the_matcher_exactly_as_typed(path: str) -> None:
+    """Whatever follows the host (but a fragment) is the request target, byte for byte."""
+    assert parse_url("https://api.example/" + path).path == "/" + path
 
 
 # --- explain: the bypass spellings --------------------------------------------------------------------------
