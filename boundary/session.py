@@ -140,8 +140,8 @@ def run(options: RunOptions) -> int:
     overrides = override_table([parse_resolve(text) for text in options.resolve])
     extra_cas = _read_upstream_cas(options.upstream_ca)
     invoker, workload = identities(options.user, env, os.getuid(), os.getgid())
-    _check_command(options.argv, env)
     _user_binds(options.binds)
+    _check_command(options.argv, env)
 
     run_id = audit.new_run_id()
     now = datetime.now(UTC)

@@ -72,13 +72,14 @@ def test_run_help_has_options_examples_and_exit_codes(tmp_path: Path, flag: str)
     result = boundary("run", flag, cwd=tmp_path)
     assert result.returncode == 0
     text = " ".join(result.stdout.split())  # independent of the wrapping width
-    for option in ("--policy", "--log", "--resolve", "--upstream-ca", "--user"):
+    for option in ("--policy", "--log", "--resolve", "--upstream-ca", "--user", "--bind PATH[:ro]"):
         assert option in text
     assert "Examples:" in text
     assert "boundary run --policy policies/claude-code.yaml -- claude" in text
     assert "--resolve api.example.com:443:127.0.0.1:8443" in text
     assert "128+N if it died from signal N" in text
     assert "125 if boundary itself failed" in text
+    assert "The jail hides /tmp, /run, /var/run, /dev/shm and $XDG_RUNTIME_DIR" in text
 
 
 # --- errors: one `boundary: ...` line and exit 125 ----------------------------------------------------------
@@ -111,6 +112,9 @@ def test_invalid_policy_says_file_line_and_key(tmp_path: Path) -> None:
         (["--resolve", "a.test:443:localhost"], "boundary: --resolve 'a.test:443:localhost': 'localhost' is not"),
         (["--upstream-ca", "/nonexistent/ca.pem"], "boundary: --upstream-ca '/nonexistent/ca.pem': No such file"),
         ([], f"boundary: command not found: '{NO_SUCH_COMMAND}'"),
+        (["--bind", "relative/dir"], "boundary: --bind 'relative/dir': the path must be absolute"),
+        (["--bind", "/nonexistent/dir:ro"], "boundary: --bind '/nonexistent/dir:ro': no such file or directory"),
+        (["--bind", ":ro"], "boundary: --bind ':ro': no path given (use --bind PATH or --bind PATH:ro)"),
     ],
 )
 def test_bad_option_values_are_quoted(tmp_path: Path, policy: Path, args: list[str], message: str) -> None:
