@@ -5,6 +5,10 @@ mitmproxy dials with `asyncio.open_connection`, which calls `loop.create_connect
 must be allowed by the policy on that port, and it is dialled at the operator's `--resolve` address or at what
 the host resolver says — never at a synthetic 198.18.x address (asyncio skips getaddrinfo for IP literals, so an
 ungated proxy would dial one off-host).
+
+What the host resolver says passes the SSRF guard (`boundary.addresses`): the name is resolved once, every
+answer is classified, and the first answer the guard passes is the address dialled, as an IP literal, so
+nothing resolves it again. `--resolve` answers are the operator's own and are not classified.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import asyncio
 import errno
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, cast
 
+from boundary.addresses import AddressGuard, Refusal, host_networks
 from boundary.fakedns import FakeDnsTable, is_synthetic
 from boundary.matcher import Matcher
+
+# Names the SSRF guard's refusals in the dial error, which mitmproxy shows in its 502 and the audit line's `error`.
+BLOCKED_ADDRESS: Final = "blocked-address"
 
 
 class DialRefused(ConnectionRefusedError):
@@ -29,6 +37,13 @@ class UpstreamGate:
     table: FakeDnsTable
     matcher: Matcher
     overrides: dict[tuple[str, int], tuple[str, int]]
+    # None: the policy's `network.allow_private` and the host's own addresses as they are now, at proxy start.
+    guard: AddressGuard | None = None
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            guard = AddressGuard(self.matcher.policy.allow_private, host_networks())
+            object.__setattr__(self, "guard", guard)
 
     async def target(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> tuple[str, int]:
         name = self.table.name_for(host)
@@ -41,12 +56,32 @@ class UpstreamGate:
             if is_synthetic(address):  # the operator's answer is no exception to "never a synthetic address"
                 raise DialRefused(f"boundary: refusing to dial {name}:{port}: --resolve names synthetic {address}")
             return address, target_port
+        guard = cast("AddressGuard", self.guard)  # set by __post_init__
         infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        refusals: list[Refusal] = []
         for _family, _type, _proto, _canon, sockaddr in infos:
             address = str(sockaddr[0])
-            if not is_synthetic(address):
+            if is_synthetic(address):
+                continue
+            refusal = guard.check(address)
+            if refusal is None:
                 return address, port
+            refusals.append(refusal)
+        if refusals:
+            raise DialRefused(f"boundary: refusing to dial {name}:{port}: {blocked_message(refusals)}")
         raise DialRefused(f"boundary: refusing to dial {name}:{port}: it resolves only to synthetic addresses")
+
+
+def blocked_message(refusals: list[Refusal]) -> str:
+    """`blocked-address: <why, for each answer>` and how to open the ranges, if they can be opened."""
+    ranges = list(dict.fromkeys(r.network for r in refusals if r.network))
+    hint = f"; to allow it, add network: {{allow_private: [{', '.join(ranges)}]}} to the policy" if ranges else ""
+    return f"{BLOCKED_ADDRESS}: " + ", ".join(map(str, refusals)) + hint
+
+
+def is_blocked_address(error: str) -> bool:
+    """Whether a dial error (as mitmproxy reports it) is the SSRF guard's refusal."""
+    return f": {BLOCKED_ADDRESS}: " in error and "boundary: refusing to dial " in error
 
 
 class GatedEventLoop(asyncio.SelectorEventLoop):

@@ -46,12 +46,14 @@ __all__ = [
     "DEFAULT_PORTS",
     "DENY_RULE_TABLE",
     "KNOWN_METHODS",
+    "NETWORK_TABLE",
     "POLICY_TABLE",
     "PUBLIC_SUFFIXES",
     "RULE_TABLE",
     "SETTINGS_TABLE",
     "AmbiguousPathError",
     "DomainKind",
+    "IPNetwork",
     "IncludeLoader",
     "Key",
     "Policy",
@@ -557,12 +559,16 @@ class Rule:
         )
 
 
+type IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     rules: tuple[Rule, ...]  # the allow rules, in decision order: included documents' first
     source: str  # file name as given
     deny: tuple[Rule, ...] = ()  # the deny rules, in the same order
     includes: tuple[str, ...] = ()  # every document included (file names, `preset:NAME`), in order
+    allow_private: tuple[IPNetwork, ...] = ()  # `network.allow_private` of every document, in order
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -983,6 +989,39 @@ class SettingsType(ValueType[_Settings]):
         return SETTINGS_TABLE.schema()
 
 
+class NetworkRangeType(ValueType[IPNetwork]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> IPNetwork:
+        if not _is_str(node):
+            fields.doc.fail(_line(node), at, f"expected an address range such as 10.0.0.0/8, got {_show(node)}")
+        text = str(node.value)
+        try:
+            return ipaddress.ip_network(text)
+        except ValueError:
+            try:
+                network = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                problem = "expected an IPv4 or IPv6 address or CIDR range such as 10.0.0.0/8 or fd00::/8"
+                fields.doc.fail(_line(node), at, f"invalid address range {_show(node)}: {problem}")
+            fields.doc.fail(_line(node), at, f"invalid address range {_show(node)}: host bits set (write '{network}')")
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^[0-9A-Fa-f.:]+(?:/[0-9]{1,3})?$"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Network:
+    allow_private: tuple[IPNetwork, ...]
+
+
+class NetworkType(ValueType[_Network]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> _Network:
+        network = NETWORK_TABLE.read(fields.doc, node, at)
+        return _Network(allow_private=network.get(_ALLOW_PRIVATE) or ())
+
+    def schema(self) -> dict[str, Any]:
+        return NETWORK_TABLE.schema()
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     """A parsed rule and where it came from, until its id is checked against every other rule's."""
@@ -1133,6 +1172,15 @@ _DEFAULT_PORTS: Final = Key(
 )
 SETTINGS_TABLE: Final = Table(keys=(_DEFAULT_PORTS,), expected="a mapping of settings")
 
+_ALLOW_PRIVATE: Final = Key(
+    "allow_private",
+    ListType(NetworkRangeType(), "address ranges"),
+    "Address ranges (`10.0.0.0/8`, `fd00::/8`, or one address) the proxy may dial although they are not public: "
+    "loopback, private, link-local, the host's own addresses, ... For names the proxy resolves itself, not "
+    "for `--resolve` answers, which are always trusted. Applies to the whole run, included files too.",
+)
+NETWORK_TABLE: Final = Table(keys=(_ALLOW_PRIVATE,), expected="a mapping of network settings")
+
 _VERSION: Final = Key("version", VersionType(), "The format version: 1.", required=True)
 _INCLUDE: Final = Key(
     "include",
@@ -1143,6 +1191,12 @@ _INCLUDE: Final = Key(
 )
 _DEFAULTS: Final = Key(
     "defaults", SettingsType(), "Settings for the rules of this file (not of the files it includes)."
+)
+_NETWORK: Final = Key(
+    "network",
+    NetworkType(),
+    "The proxy's guard on the addresses it dials (SSRF guard): a name it resolves must lead to a public "
+    "address unless `allow_private` opens the range.",
 )
 _ALLOW: Final = Key(
     "allow",
@@ -1156,7 +1210,7 @@ _DENY: Final = Key(
     "Rules that deny requests. A matching deny rule wins over every allow rule.",
 )
 POLICY_TABLE: Final = Table(
-    keys=(_VERSION, _INCLUDE, _DEFAULTS, _ALLOW, _DENY), expected="a mapping with 'version' and 'allow'"
+    keys=(_VERSION, _INCLUDE, _DEFAULTS, _NETWORK, _ALLOW, _DENY), expected="a mapping with 'version' and 'allow'"
 )
 
 
@@ -1204,10 +1258,11 @@ class _Assembler:
         self.stack: list[tuple[str, str]] = []  # (identity, source) of the documents being parsed
         self.done: set[str] = set()
         self.includes: list[str] = []
+        self.allow_private: dict[IPNetwork, None] = {}
 
     def policy(self, text: str, source: str, identity: str) -> Policy:
         self.document(text, source, identity, preset=False)
-        return Policy(tuple(self.allow), source, tuple(self.deny), tuple(self.includes))
+        return Policy(tuple(self.allow), source, tuple(self.deny), tuple(self.includes), tuple(self.allow_private))
 
     def document(self, text: str, source: str, identity: str, *, preset: bool) -> None:
         doc = _Doc(source, preset=preset)
@@ -1220,6 +1275,8 @@ class _Assembler:
             self.include(doc, include)
         for entry in (*(fields.get(_ALLOW) or ()), *(fields.get(_DENY) or ())):
             self.add(entry)
+        network = fields.get(_NETWORK)
+        self.allow_private.update(dict.fromkeys(network.allow_private if network else ()))
         self.stack.pop()
         self.done.add(identity)
 

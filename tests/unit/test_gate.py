@@ -1,23 +1,33 @@
-"""Specification of the upstream gate: the proxy dials only allowed names, never a synthetic address.
+"""Specification of the upstream gate: the proxy dials only allowed names, never a synthetic address, and a
+name it resolves itself only at an address the SSRF guard passes.
 
 Everything runs on a real `GatedEventLoop`. No test name is ever given to the host's resolver: the dials that
-succeed go to a local listener through a `--resolve` override, the host-resolver path is exercised with
-`localhost` only, and the "what if the resolver answered with a synthetic address" cases use a loop whose
-`getaddrinfo` answers from a fixed table (the one stand-in here: the resolver is the host's, not ours).
+succeed go to a local listener through a `--resolve` override or to `localhost` (the host's /etc/hosts), and
+the "what if the resolver answered with ..." cases use a loop whose `getaddrinfo` answers from a fixed table
+(the one stand-in here: the resolver is the host's, not ours). Those answers are never dialled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from boundary.addresses import AddressGuard, Refusal, host_networks
 from boundary.fakedns import FakeDnsTable
-from boundary.gate import DialRefused, GatedEventLoop, UpstreamGate
+from boundary.gate import (
+    BLOCKED_ADDRESS,
+    DialRefused,
+    GatedEventLoop,
+    UpstreamGate,
+    blocked_message,
+    is_blocked_address,
+)
 from boundary.matcher import Matcher
 from boundary.policy import parse_policy
 
@@ -58,9 +68,15 @@ class StaticResolverLoop(GatedEventLoop):
         ]
 
 
-def make_gate(overrides: Overrides | None = None) -> tuple[UpstreamGate, FakeDnsTable]:
+LOOPBACK = AddressGuard((ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")))
+
+
+def make_gate(
+    overrides: Overrides | None = None, guard: AddressGuard | None = None, policy: str = POLICY
+) -> tuple[UpstreamGate, FakeDnsTable]:
+    """A gate over POLICY; its guard passes only public addresses unless one is given."""
     table = FakeDnsTable()
-    return UpstreamGate(table, Matcher(parse_policy(POLICY)), overrides or {}), table
+    return UpstreamGate(table, Matcher(parse_policy(policy)), overrides or {}, guard or AddressGuard()), table
 
 
 def run[T](
@@ -136,7 +152,8 @@ def test_target_refuses_a_name_or_port_the_policy_does_not_allow(name: str, port
 def test_target_uses_the_resolve_override(
     overrides: Overrides, name: str, port: int, expected: tuple[str, int]
 ) -> None:
-    """An allowed name with a `--resolve` entry for that port is dialled at the override's address and port."""
+    """An allowed name with a `--resolve` entry for that port is dialled at the override's address and port:
+    the operator's answer is trusted, loopback or not (the guard here passes only public addresses)."""
     gate, table = make_gate(overrides)
     address = str(table.address_for(name))
 
@@ -155,8 +172,9 @@ def test_target_refuses_an_override_to_a_synthetic_address() -> None:
 
 
 def test_target_asks_the_host_resolver_without_an_override() -> None:
-    """Without an override the name is resolved by the host (here `localhost`, which never leaves it)."""
-    gate, table = make_gate()
+    """Without an override the name is resolved by the host (here `localhost`, which never leaves it), and an
+    answer in a range the policy opened is dialled."""
+    gate, table = make_gate(guard=LOOPBACK)
     address = str(table.address_for("localhost"))
 
     async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
@@ -166,12 +184,21 @@ def test_target_asks_the_host_resolver_without_an_override() -> None:
     assert (host, port) in {("127.0.0.1", 443), ("::1", 443)}
 
 
+def test_target_refuses_what_the_host_resolver_says_is_loopback() -> None:
+    """The SSRF guard: `localhost` is allowed by the policy, but the host's /etc/hosts leads it to loopback."""
+    gate, table = make_gate()
+    message = refusal(gate, str(table.address_for("localhost")), 443)
+    assert message.startswith(f"boundary: refusing to dial localhost:443: {BLOCKED_ADDRESS}: ")
+    assert "127.0.0.1 is loopback (127.0.0.0/8)" in message or "::1 is loopback (::1/128)" in message
+    assert is_blocked_address(message)
+
+
 @pytest.mark.parametrize(
     ("answers", "expected"),
     [
-        (["198.18.0.9", "127.0.0.1"], ("127.0.0.1", 443)),
-        (["::ffff:198.18.0.9", "::1"], ("::1", 443)),
-        (["127.0.0.3", "198.18.0.9"], ("127.0.0.3", 443)),
+        (["198.18.0.9", "93.184.216.34"], ("93.184.216.34", 443)),
+        (["::ffff:198.18.0.9", "2606:4700::1"], ("2606:4700::1", 443)),
+        (["8.8.4.4", "198.18.0.9"], ("8.8.4.4", 443)),
     ],
 )
 def test_target_skips_synthetic_answers(answers: list[str], expected: tuple[str, int]) -> None:
@@ -205,6 +232,105 @@ def test_target_refuses_a_name_that_resolves_only_to_synthetic_addresses(answers
     )
 
 
+def resolve_with(gate: UpstreamGate, table: FakeDnsTable, answers: list[str]) -> tuple[str, int]:
+    """`gate.target` for api.example.com:443 when the host resolver answers `answers`."""
+    address = str(table.address_for("api.example.com"))
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
+        assert isinstance(loop, StaticResolverLoop)
+        loop.answers = {"api.example.com": answers}
+        return await gate.target(loop, address, 443)
+
+    return run(main, StaticResolverLoop)
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        (["127.0.0.1", "10.0.0.1", "93.184.216.34"], "93.184.216.34"),  # rebinding-style mixes: the public one
+        (["169.254.169.254", "2606:4700::1"], "2606:4700::1"),
+        (["::ffff:127.0.0.1", "64:ff9b::808:808"], "64:ff9b::808:808"),
+        (["8.8.8.8", "127.0.0.1"], "8.8.8.8"),
+    ],
+)
+def test_target_dials_the_first_answer_the_guard_passes(answers: list[str], expected: str) -> None:
+    """Every answer is classified; the first that passes is returned as an IP literal, so the address checked
+    is the address dialled and nothing resolves the name a second time."""
+    gate, table = make_gate()
+    assert resolve_with(gate, table, answers) == (expected, 443)
+
+
+@pytest.mark.parametrize(
+    ("answers", "reasons", "ranges"),
+    [
+        (["127.0.0.1"], "127.0.0.1 is loopback (127.0.0.0/8)", "127.0.0.0/8"),
+        (
+            ["169.254.169.254", "198.18.0.9", "fd00:ec2::254"],
+            "169.254.169.254 is metadata (169.254.169.254/32), fd00:ec2::254 is metadata (fd00:ec2::254/128)",
+            "169.254.169.254/32, fd00:ec2::254/128",
+        ),
+        (
+            ["10.0.0.1", "10.0.0.2"],
+            "10.0.0.1 is private (10.0.0.0/8), 10.0.0.2 is private (10.0.0.0/8)",
+            "10.0.0.0/8",
+        ),
+        (
+            ["2002:a9fe:a9fe::1"],
+            "2002:a9fe:a9fe::1 embeds 169.254.169.254, which is metadata (169.254.169.254/32)",
+            "169.254.169.254/32",
+        ),
+    ],
+)
+def test_target_refuses_a_name_whose_answers_the_guard_all_refuses(
+    answers: list[str], reasons: str, ranges: str
+) -> None:
+    """If no answer passes, the dial is refused as `blocked-address`, saying why for each answer and which
+    `allow_private` ranges would open it."""
+    gate, table = make_gate()
+    with pytest.raises(DialRefused) as info:
+        resolve_with(gate, table, answers)
+    assert info.value.errno == errno.EACCES
+    assert info.value.strerror == (
+        f"boundary: refusing to dial api.example.com:443: blocked-address: {reasons}; "
+        f"to allow it, add network: {{allow_private: [{ranges}]}} to the policy"
+    )
+
+
+def test_target_answers_the_guard_refuses_are_refused_also_when_the_host_owns_them() -> None:
+    """An answer that is one of the host's own (public) addresses is refused as `host-address`."""
+    gate, table = make_gate(guard=AddressGuard(host=(ipaddress.ip_network("93.184.216.34/32"),)))
+    with pytest.raises(DialRefused, match=r"93\.184\.216\.34 is host-address \(93\.184\.216\.34/32\)"):
+        resolve_with(gate, table, ["93.184.216.34"])
+
+
+def test_blocked_message_without_an_openable_range() -> None:
+    """An answer that is no address at all cannot be opened by a range: no hint then."""
+    assert blocked_message([Refusal("x", "not an IP address", "")]) == "blocked-address: 'x' is not an IP address"
+
+
+@pytest.mark.parametrize(
+    ("error", "blocked"),
+    [
+        ("[Errno 13] boundary: refusing to dial localhost:80: blocked-address: 127.0.0.1 is loopback", True),
+        ("[Errno 13] boundary: refusing to dial a.test:443: not allowed by the policy", False),
+        ("[Errno 111] Connect call failed ('127.0.0.1', 80)", False),
+        ("upstream said: blocked-address: no", False),
+    ],
+)
+def test_is_blocked_address(error: str, blocked: bool) -> None:
+    """Only the gate's own refusal, as mitmproxy reports it, counts as the guard's."""
+    assert is_blocked_address(error) == blocked
+
+
+def test_the_default_guard_is_the_policy_s_and_the_host_s() -> None:
+    """Built without a guard (as the proxy does), the gate takes `network.allow_private` from the policy and
+    the host's own addresses as they are now."""
+    policy = "version: 1\nnetwork:\n  allow_private: [127.0.0.0/8, 'fd00::/8']\n"
+    gate = UpstreamGate(FakeDnsTable(), Matcher(parse_policy(policy)), {})
+    allowed = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
+    assert gate.guard == AddressGuard(allowed, host_networks())
+
+
 # --- GatedEventLoop.create_connection -------------------------------------------------------------------------
 
 
@@ -212,6 +338,45 @@ async def echo_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     writer.write(b"echo:" + await reader.readline())
     await writer.drain()
     writer.close()
+
+
+def localhost_policy(port: int, allow_loopback: bool) -> str:
+    network = "network:\n  allow_private: [127.0.0.0/8]\n" if allow_loopback else ""
+    return f"version: 1\n{network}allow:\n  - domain: localhost\n    ports: [{port}]\n"
+
+
+@pytest.mark.parametrize("allow_loopback", [False, True])
+def test_create_connection_guards_what_the_host_resolver_says(allow_loopback: bool) -> None:
+    """A real dial to `localhost` (the host's /etc/hosts says 127.0.0.1): refused before any connection by the
+    default guard, and reaching the local server once the policy opens 127.0.0.0/8."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bytes | None, int]:
+        accepted = 0
+
+        async def count_and_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            await echo_once(reader, writer)
+
+        server = await asyncio.start_server(count_and_echo, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            table = FakeDnsTable()
+            gate = UpstreamGate(table, Matcher(parse_policy(localhost_policy(port, allow_loopback))), {})
+            assert isinstance(loop, GatedEventLoop)
+            loop.gate = gate
+            try:
+                reader, writer = await asyncio.open_connection(str(table.address_for("localhost")), port)
+            except DialRefused as e:
+                assert is_blocked_address(str(e))
+                assert "127.0.0.1 is loopback (127.0.0.0/8)" in str(e)
+                return None, accepted
+            writer.write(b"hello\n")
+            reply = await reader.read()
+            writer.close()
+            return reply, accepted
+
+    assert run(main) == ((b"echo:hello\n", 1) if allow_loopback else (None, 0))
 
 
 def test_create_connection_dials_through_the_override() -> None:

@@ -1,6 +1,7 @@
 """Specification of the policy file format: what parses to what, and every error with its exact location."""
 
 import errno
+import ipaddress
 import os
 import posixpath
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from boundary.policy import (
     DEFAULT_PORTS,
     DENY_RULE_TABLE,
     KNOWN_METHODS,
+    NETWORK_TABLE,
     POLICY_TABLE,
     PUBLIC_SUFFIXES,
     RULE_TABLE,
@@ -1610,6 +1612,112 @@ def test_normalize_domain_pattern_is_idempotent(written: str) -> None:
 def test_docs_cover_every_key() -> None:
     """docs/policy.md documents every key of every table."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
-    for table in (POLICY_TABLE, RULE_TABLE, SETTINGS_TABLE):
+    for table in (POLICY_TABLE, RULE_TABLE, SETTINGS_TABLE, NETWORK_TABLE):
         for key in table.keys:
             assert f"`{key.name}`" in text or f"`defaults.{key.name}`" in text, key.name
+
+
+# --- network: the SSRF guard's settings -----------------------------------------------------------------------
+
+
+def networks(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+NETWORK_VALID = [
+    pytest.param("version: 1\n", (), id="no-network"),
+    pytest.param("version: 1\nnetwork: {}\n", (), id="empty-mapping"),
+    pytest.param("version: 1\nnetwork: {allow_private: []}\n", (), id="empty-list"),
+    pytest.param(
+        "version: 1\nnetwork:\n  allow_private: [127.0.0.0/8, 10.1.2.3, 'fd00::/8', '::1', 10.1.2.3/32]\n",
+        networks("127.0.0.0/8", "10.1.2.3/32", "fd00::/8", "::1/128"),
+        id="ranges-and-single-addresses-deduplicated",
+    ),
+    pytest.param(
+        "version: 1\nnetwork:\n  allow_private:\n    - 169.254.169.254/32\n    - 0.0.0.0/0\n",
+        networks("169.254.169.254/32", "0.0.0.0/0"),
+        id="block-list",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "allowed"), NETWORK_VALID)
+def test_network_allow_private_parses_to_networks(
+    text: str, allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> None:
+    """`network.allow_private` becomes the policy's `allow_private`: networks, in order, each once."""
+    assert parse_policy(text).allow_private == allowed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "version: 1\nnetwork:\n  allow_private: [127.0.0.1/8]\n",
+            "<string>:3: network.allow_private: invalid address range '127.0.0.1/8': host bits set "
+            "(write '127.0.0.0/8')",
+            id="host-bits",
+        ),
+        pytest.param(
+            "version: 1\nnetwork:\n  allow_private:\n    - 10.0.0.0/8\n    - 10.0.0.0/33\n",
+            "<string>:5: network.allow_private: invalid address range '10.0.0.0/33': expected an IPv4 or IPv6 "
+            "address or CIDR range such as 10.0.0.0/8 or fd00::/8",
+            id="prefix-too-long",
+        ),
+        pytest.param(
+            "version: 1\nnetwork:\n  allow_private: [localhost]\n",
+            "<string>:3: network.allow_private: invalid address range 'localhost': expected an IPv4 or IPv6 "
+            "address or CIDR range such as 10.0.0.0/8 or fd00::/8",
+            id="a-name",
+        ),
+        pytest.param(
+            "version: 1\nnetwork:\n  allow_private: [10]\n",
+            "<string>:3: network.allow_private: expected an address range such as 10.0.0.0/8, got 10",
+            id="a-number",
+        ),
+        pytest.param(
+            "version: 1\nnetwork:\n  allow_private: 10.0.0.0/8\n",
+            "<string>:3: network.allow_private: expected a list of address ranges, got '10.0.0.0/8'",
+            id="not-a-list",
+        ),
+        pytest.param(
+            "version: 1\nnetwork:\n",
+            "<string>:2: network: expected a mapping of network settings, got null",
+            id="null",
+        ),
+        pytest.param(
+            "version: 1\nnetwork:\n  allow_privat: [10.0.0.0/8]\n",
+            "<string>:3: network: unknown key 'allow_privat'",
+            id="unknown-key",
+        ),
+        pytest.param(
+            "version: 1\nnetwork:\n  allow_private: []\n  allow_private: []\n",
+            "<string>:4: network: duplicate key 'allow_private' (first on line 3)",
+            id="duplicate-key",
+        ),
+    ],
+)
+def test_network_errors_name_their_location(text: str, message: str) -> None:
+    """Every mistake in `network` is refused with FILE:LINE, the key path and the quoted value."""
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text)
+    assert str(info.value) == message
+
+
+def test_network_settings_of_included_files_apply() -> None:
+    """`allow_private` is for the whole run: the ranges of every document count, included ones first."""
+    policy = parse_files(
+        {
+            "main.yaml": "version: 1\ninclude: [b.yaml]\nnetwork: {allow_private: [10.0.0.0/8, 127.0.0.0/8]}\n",
+            "b.yaml": "version: 1\nnetwork: {allow_private: [127.0.0.0/8]}\n",
+        }
+    )
+    assert policy.allow_private == networks("127.0.0.0/8", "10.0.0.0/8")
+
+
+def test_network_errors_in_an_included_file_name_that_file() -> None:
+    """A bad range in an included file is reported at its own file and line."""
+    with pytest.raises(PolicyError, match=r"^b\.yaml:3: network\.allow_private: invalid address range 'x'"):
+        parse_files(
+            {"main.yaml": allow_doc(include="b.yaml"), "b.yaml": "version: 1\nnetwork:\n  allow_private: [x]\n"}
+        )

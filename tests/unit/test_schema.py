@@ -14,10 +14,18 @@ import pytest
 import yaml
 
 from boundary.errors import PolicyError
-from boundary.policy import DENY_RULE_TABLE, POLICY_TABLE, RULE_TABLE, SETTINGS_TABLE, Table, parse_policy
+from boundary.policy import (
+    DENY_RULE_TABLE,
+    NETWORK_TABLE,
+    POLICY_TABLE,
+    RULE_TABLE,
+    SETTINGS_TABLE,
+    Table,
+    parse_policy,
+)
 from boundary.presets import PRESETS
 from boundary.schema import SCHEMA_DIALECT, SCHEMA_ID, policy_json_schema, policy_json_schema_text
-from tests.unit.test_policy import LANGUAGE, VALID
+from tests.unit.test_policy import LANGUAGE, NETWORK_VALID, VALID
 
 POLICIES = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"))
 SCHEMA = policy_json_schema()
@@ -137,10 +145,13 @@ def table_schemas() -> list[tuple[Table, dict[str, Any]]]:
         (RULE_TABLE, top["allow"]["items"]),
         (DENY_RULE_TABLE, top["deny"]["items"]),
         (SETTINGS_TABLE, top["defaults"]),
+        (NETWORK_TABLE, top["network"]),
     ]
 
 
-@pytest.mark.parametrize(("table", "schema"), table_schemas(), ids=["top", "allow-rule", "deny-rule", "settings"])
+@pytest.mark.parametrize(
+    ("table", "schema"), table_schemas(), ids=["top", "allow-rule", "deny-rule", "settings", "network"]
+)
 def test_schema_renders_the_parser_tables(table: Table, schema: dict[str, Any]) -> None:
     """Each table becomes a closed object whose properties are its keys, in order, with their descriptions."""
     assert schema["type"] == "object"
@@ -187,7 +198,7 @@ def test_presets_are_valid(name: str) -> None:
     assert validate(load(PRESETS[name].text), SCHEMA) == []
 
 
-@pytest.mark.parametrize("text", [param.values[0] for param in (*VALID, *LANGUAGE)])
+@pytest.mark.parametrize("text", [param.values[0] for param in (*VALID, *LANGUAGE, *NETWORK_VALID)])
 def test_what_the_parser_accepts_the_schema_accepts(text: Any) -> None:
     """The schema is a superset of the parser: each document of the parser's valid tables validates."""
     assert isinstance(text, str)
@@ -219,6 +230,10 @@ REJECTED = [
     pytest.param("version: 1\ndefaults: {port: [1]}\n", id="settings-unknown"),
     pytest.param("version: 1\ninclude: ['preset:pypy']\n", id="unknown-preset"),
     pytest.param("version: 1\ninclude: ['']\n", id="empty-include"),
+    pytest.param("version: 1\nnetwork:\n", id="network-null"),
+    pytest.param("version: 1\nnetwork: {allow_private: [10]}\n", id="network-range-int"),
+    pytest.param("version: 1\nnetwork: {allow_private: [localhost]}\n", id="network-range-name"),
+    pytest.param("version: 1\nnetwork: {allow_private: 10.0.0.0/8}\n", id="network-range-scalar"),
 ]
 
 
