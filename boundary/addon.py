@@ -21,6 +21,7 @@ from mitmproxy.proxy import server_hooks
 
 from boundary import audit, denial
 from boundary.fakedns import FakeDnsTable
+from boundary.gate import BLOCKED_ADDRESS, is_blocked_address
 from boundary.matcher import Decision, Matcher, Request, deny
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,12 @@ class PolicyAddon:
 
     def error(self, flow: http.HTTPFlow) -> None:
         try:
-            self._log_flow(flow, None, error=flow.error.msg if flow.error else None)
+            message = flow.error.msg if flow.error else None
+            if message and is_blocked_address(message) and _DECISION in flow.metadata:
+                # The policy allowed the request, but the gate refused the address its name led to: a denial.
+                _, host, port = flow.metadata[_DECISION]
+                flow.metadata[_DECISION] = (deny(BLOCKED_ADDRESS), host, port)
+            self._log_flow(flow, None, error=message)
         except Exception:
             logger.exception("boundary: audit of a failed flow failed")
 

@@ -21,8 +21,10 @@ from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.test import tflow, tutils
 
 from boundary.addon import PolicyAddon, split_host_header
+from boundary.addresses import Refusal
 from boundary.audit import AuditLog
 from boundary.fakedns import FakeDnsTable
+from boundary.gate import DialRefused, blocked_message
 from boundary.matcher import Decision, Matcher, Request
 from boundary.policy import parse_policy
 
@@ -245,6 +247,22 @@ def test_failed_upstream_is_logged_with_a_null_status_and_the_error(harness: Har
     flow.error = mflow.Error("Connection refused")
     harness.addon.error(flow)
     assert harness.lines() == [record(status=None, error="Connection refused")]
+
+
+def test_a_dial_the_ssrf_guard_refused_is_logged_as_a_denial(harness: Harness) -> None:
+    """The policy allowed the request but the gate refused the address its name led to: one deny line with
+    reason `blocked-address` and the gate's words in `error` (mitmproxy's 502 carries the same words)."""
+    flow = harness.http_flow()
+    harness.addon.requestheaders(flow)
+    refused = DialRefused(
+        "boundary: refusing to dial api.example.com:443: "
+        + blocked_message([Refusal("127.0.0.1", "loopback", "127.0.0.0/8")])
+    )
+    flow.error = mflow.Error(str(refused))  # as mitmproxy words a failed dial
+    harness.addon.error(flow)
+    assert harness.lines() == [
+        record(decision="deny", rule=None, reason="blocked-address", status=None, error=str(refused))
+    ]
 
 
 def test_an_error_after_the_response_started_adds_no_line(harness: Harness) -> None:
