@@ -16,8 +16,8 @@ import pytest
 
 from boundary.ca import find_system_bundle, generate_ca
 from boundary.errors import UsageError
-from boundary.jail.plan import Identity
-from boundary.session import _check_command, _read_upstream_cas, _upstream_trust, identities
+from boundary.jail.plan import BindRequest, Identity
+from boundary.session import _check_command, _read_upstream_cas, _upstream_trust, _user_binds, identities
 
 NOBODY = pwd.getpwnam("nobody")
 UNKNOWN_USER = "boundary-test-no-such-user"
@@ -214,3 +214,21 @@ def test_upstream_trust_is_the_system_store_plus_the_extra_cas(ca_pem: bytes) ->
     assert trust.endswith(ca_pem)
     assert trust[: -len(ca_pem)].endswith(b"\n")  # the extra CAs start on their own line
     assert _upstream_trust(b"").startswith(base)
+
+
+# --- --bind -----------------------------------------------------------------------------------------------------
+
+
+def test_binds_are_checked_and_kept_in_order(tmp_path: Path) -> None:
+    """Existing absolute paths become bind requests at the same place, `:ro` read-only."""
+    (tmp_path / "f").write_text("x")
+    binds = _user_binds((str(tmp_path), f"{tmp_path / 'f'}:ro"))
+    assert binds == (
+        BindRequest(str(tmp_path), str(tmp_path)),
+        BindRequest(str(tmp_path / "f"), str(tmp_path / "f"), True),
+    )
+
+
+def test_a_missing_bind_is_refused_quoting_the_value(tmp_path: Path) -> None:
+    text = f"{tmp_path / 'gone'}:ro"
+    assert usage_error(lambda: _user_binds((text,))) == f"--bind '{text}': no such file or directory"
