@@ -4,6 +4,20 @@ Identity: the jail's fake DNS gave each name its own synthetic address, so the c
 destination names the host. The Host header / `:authority` and, under TLS, the SNI must name that same host;
 a destination that is not a synthetic address is an IP literal. Only then does the policy decide.
 
+Requests to a proxy: an agent with `HTTPS_PROXY`/`HTTP_PROXY` in its environment dials that proxy, and the
+jail redirects the connection here like any other. Such a connection starts with `CONNECT host:port` or an
+absolute-form request line (`GET http://host/path`); `proxy.JailNextLayer` serves it as an explicit proxy
+(mitmproxy's regular mode). The address the agent dialled is where it *thinks* a proxy is, nothing more: it is
+neither checked nor dialled, may be any name or IP literal, and appears in no audit line. The identity is the
+request's target instead: the CONNECT host:port, or the absolute URL's host and port, checked like a
+destination (IP literals denied, the policy decides; a `Host` header must agree). An allowed CONNECT gets a 200
+and its tunnel is served exactly like a transparent connection to that target (TLS intercepted, SNI and Host
+checked against the CONNECT host, every request decided and audited); a denied one gets the 403. The checked
+name is mapped to its synthetic address, so mitmproxy dials it through the same gate.
+
+What goes upstream is what was checked: the Host header / `:authority` is rewritten to the canonical name
+(keeping an explicit port), and the upstream TLS SNI is the canonical name.
+
 mitmproxy's addon manager logs and swallows exceptions raised in hooks, which would let a flow through: every
 hook here runs under `_fail_closed`, which denies the flow on any exception.
 """
@@ -12,17 +26,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from mitmproxy import connection, http, tcp
-from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy import layer, server_hooks
+from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 
 from boundary import audit, denial
 from boundary.fakedns import FakeDnsTable
 from boundary.gate import BLOCKED_ADDRESS, is_blocked_address
-from boundary.matcher import Decision, Matcher, Request, deny
+from boundary.matcher import REASON_ALLOWED, REASON_INVALID_HOST, Decision, Matcher, Request, deny
+from boundary.policy import is_ip_literal, normalize_host
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +49,7 @@ REASON_IP_LITERAL = "ip-literal"
 REASON_INTERNAL_ERROR = "internal-error"
 
 _DECISION = "boundary.decision"
+_SCHEME = "boundary.scheme"
 _LOGGED = "boundary.logged"
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -61,6 +79,46 @@ def split_host_header(value: str) -> tuple[str, int | None]:
     return (host if port_text == "" else value), None
 
 
+# A request line's method, then the start of an absolute-form target (`scheme://`). Bytes beyond this bound
+# without a decision are not a proxy request (scheme names are short), so a client is never kept waiting.
+_METHOD = re.compile(rb"[A-Za-z]{1,20}")
+_URL_SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*")
+_PROXY_FORM_WITHIN = 64
+
+
+def proxy_form(data: bytes) -> bool | None:
+    """Whether a plaintext connection's first bytes are a request to a proxy: `CONNECT ...` or an absolute-form
+    request line (`GET http://host/ HTTP/1.1`). None: too few bytes to tell yet."""
+    method, space, target = data.partition(b" ")
+    if _METHOD.fullmatch(method) is None:
+        return None if data == b"" else False
+    if not space:
+        return None if len(method) < 20 else False
+    if method == b"CONNECT":
+        return True
+    scheme = _URL_SCHEME.match(target)
+    if scheme is None:
+        return None if target == b"" else False
+    rest = target[scheme.end() :]
+    if rest.startswith(b"://"):
+        return True
+    return None if b"://".startswith(rest) and len(data) < _PROXY_FORM_WITHIN else False
+
+
+def _canonical(host: str) -> str | None:
+    """The policy's name for `host`, or None for an IP literal or a string that names no host."""
+    if is_ip_literal(host):
+        return None
+    try:
+        return normalize_host(host)
+    except ValueError:
+        return None
+
+
+def _unnamed(host: str) -> Decision:
+    return deny(REASON_IP_LITERAL if is_ip_literal(host) else REASON_INVALID_HOST)
+
+
 def _scheme(client: connection.Client, *, http: bool = True) -> str:
     if http:
         return "https" if client.tls else "http"
@@ -68,7 +126,12 @@ def _scheme(client: connection.Client, *, http: bool = True) -> str:
 
 
 def _same_host(a: str | None, b: str) -> bool:
-    return a is not None and a.lower().rstrip(".") == b
+    return a is not None and (a.lower().removesuffix(".") == b or _canonical(a) == b)
+
+
+def _host_header_agrees(header: str | None, name: str, port: int) -> bool:
+    header_host, header_port = split_host_header(header) if header else (None, None)
+    return _same_host(header_host, name) and header_port in (None, port)
 
 
 class PolicyAddon:
@@ -81,34 +144,111 @@ class PolicyAddon:
         # connection: mitmproxy asks to connect even after a denied `tcp_start`, and may connect early for
         # protocols where the server speaks first.
         self._cleared_clients: set[str] = set()
+        # Client connections served as an explicit proxy whose requests name their own target (see the module
+        # doc). A connection leaves this set when an allowed CONNECT turns it into a tunnel.
+        self._proxy_clients: set[str] = set()
 
     # --- identity ------------------------------------------------------------------------------------------
 
-    def _destination(self, client: connection.Client) -> tuple[str | None, int]:
-        """(name the jail resolved, port) of the connection's original destination; name None = IP literal."""
-        address, port = client.sockname[0], client.sockname[1]
-        return self.table.name_for(address), port
+    def _destination(self, server: connection.Server) -> tuple[str | None, int, str]:
+        """(name, port, address) of the connection's destination; name None = IP literal.
 
-    def _http_decision(self, flow: http.HTTPFlow) -> tuple[Decision, str | None, int]:
-        name, port = self._destination(flow.client_conn)
+        The destination is mitmproxy's server address: the original destination of a transparent connection,
+        or the synthetic address `http_connect` gave an allowed CONNECT's target.
+        """
+        address, port = (str(server.address[0]), server.address[1]) if server.address else ("", 0)
+        return self.table.name_for(address), port, address
+
+    def _http_decision(self, flow: http.HTTPFlow) -> tuple[Decision, str, str | None, int]:
+        """(decision, scheme, host, port) of a request; host is the canonical name unless the decision denies."""
+        if flow.client_conn.id in self._proxy_clients:
+            return self._proxy_request_decision(flow)
+        scheme = _scheme(flow.client_conn)
+        name, port, address = self._destination(flow.server_conn)
         if name is None:
-            return deny(REASON_IP_LITERAL), flow.client_conn.sockname[0], port
+            return deny(REASON_IP_LITERAL), scheme, address, port
         if flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
-            return deny(REASON_SNI_MISMATCH), name, port
+            return deny(REASON_SNI_MISMATCH), scheme, name, port
+        if not _host_header_agrees(flow.request.host_header, name, port):
+            return deny(REASON_HOST_MISMATCH), scheme, name, port
+        request = Request(scheme, name, port, flow.request.method, flow.request.path)
+        return self.matcher.decide(request), scheme, name, port
+
+    def _proxy_request_decision(self, flow: http.HTTPFlow) -> tuple[Decision, str, str | None, int]:
+        """A request to a proxy: mitmproxy took host and port from the absolute URL (or, for origin-form, from
+        Host); a Host header that is present must agree. Without one, the URL alone names the host."""
+        scheme, target, port = flow.request.scheme, flow.request.host, flow.request.port
+        name = _canonical(target)
+        if name is None:
+            return _unnamed(target), scheme, target, port
         host_header = flow.request.host_header
-        header_host, header_port = split_host_header(host_header) if host_header else (None, None)
-        if not _same_host(header_host, name) or header_port not in (None, port):
+        if host_header is not None and not _host_header_agrees(host_header, name, port):
+            return deny(REASON_HOST_MISMATCH), scheme, name, port
+        request = Request(scheme, name, port, flow.request.method, flow.request.path)
+        return self.matcher.decide(request), scheme, name, port
+
+    def _connect_decision(self, flow: http.HTTPFlow) -> tuple[Decision, str, int]:
+        """A CONNECT opens a tunnel to host:port; what is sent through it is decided request by request, so
+        here the destination alone counts (like the dial gate), with the rule if one allows any stream."""
+        target, port = flow.request.host, flow.request.port
+        name = _canonical(target)
+        if name is None:
+            return _unnamed(target), target, port
+        host_header = flow.request.host_header
+        if host_header is not None and not _host_header_agrees(host_header, name, port):
             return deny(REASON_HOST_MISMATCH), name, port
-        request = Request(_scheme(flow.client_conn), name, port, flow.request.method, flow.request.path)
-        return self.matcher.decide(request), name, port
+        stream = self.matcher.decide(Request("tcp", name, port, None, None))
+        if not stream.allowed and self.matcher.allows_destination(name, port):
+            return Decision("allow", REASON_ALLOWED), name, port
+        return stream, name, port
+
+    def _forward_as_checked(self, flow: http.HTTPFlow, name: str, port: int) -> None:
+        """Rewrite Host / `:authority` to the canonical name (an explicit port stays); a proxy request is dialled
+        at the name's synthetic address, so it goes through the gate like any other."""
+        header = flow.request.host_header
+        if header is None:
+            default = 443 if flow.request.scheme == "https" else 80
+            canonical = name if port == default else f"{name}:{port}"
+        else:
+            _, header_port = split_host_header(header)
+            canonical = name if header_port is None else f"{name}:{header_port}"
+        if header != canonical:
+            flow.request.host_header = canonical
+        if flow.client_conn.id in self._proxy_clients:
+            # `data.host`: the `host` setter would also rewrite the Host header to the address.
+            flow.request.data.host = str(self.table.address_for(name))
 
     # --- hooks ---------------------------------------------------------------------------------------------
 
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        """Note which client connections mitmproxy serves as an explicit proxy (`proxy.JailNextLayer` decides).
+        Should this fail, the proxy's own address would count as the destination, which Host never matches."""
+        chosen = nextlayer.layer
+        if isinstance(chosen, HttpLayer) and chosen.mode is HTTPMode.regular:
+            self._proxy_clients.add(nextlayer.context.client.id)
+
+    @_fail_closed
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        decision, host, port = self._connect_decision(flow)
+        flow.metadata[_DECISION] = (decision, host, port)
+        flow.metadata[_SCHEME] = "http"
+        if not decision.allowed:
+            self._respond_denied(flow, decision, host, port)
+            return
+        # mitmproxy makes this the tunnel's server address: the name's synthetic address, as if the jail had
+        # resolved it, so the tunnel is checked, gated and dialled like a transparent connection to it.
+        flow.request.data.host = str(self.table.address_for(host))
+        self._proxy_clients.discard(flow.client_conn.id)
+        self._log_flow(flow, 200)
+
     @_fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        decision, host, port = self._http_decision(flow)
+        decision, scheme, host, port = self._http_decision(flow)
         flow.metadata[_DECISION] = (decision, host, port)
+        flow.metadata[_SCHEME] = scheme
         if decision.allowed:
+            assert host is not None
+            self._forward_as_checked(flow, host, port)
             self._cleared_clients.add(flow.client_conn.id)
             if decision.path is not None and decision.path != flow.request.path:
                 flow.request.path = decision.path  # forward exactly what was checked
@@ -136,28 +276,31 @@ class PolicyAddon:
 
     @_fail_closed
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        name, port = self._destination(flow.client_conn)
+        name, port, address = self._destination(flow.server_conn)
         if name is None:
             decision = deny(REASON_IP_LITERAL)
         elif flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
             decision = deny(REASON_SNI_MISMATCH)
         else:
             decision = self.matcher.decide(Request(_scheme(flow.client_conn, http=False), name, port, None, None))
-        host = name if name is not None else flow.client_conn.sockname[0]
+        host = name if name is not None else address
         self._write(decision, scheme=_scheme(flow.client_conn, http=False), host=host, port=port)
         if decision.allowed:
             self._cleared_clients.add(flow.client_conn.id)
 
     @_fail_closed
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Second line: whatever asked for an upstream connection, the destination must be allowed."""
-        name, port = self._destination(data.client)
+        """Second line: whatever asked for an upstream connection, the address it dials must be allowed."""
+        name, port, _ = self._destination(data.server)
         cleared = data.client.id in self._cleared_clients
         if not cleared or name is None or not self.matcher.allows_destination(name, port):
             data.server.error = "boundary: upstream connection not allowed"
+        elif data.server.tls:
+            data.server.sni = name  # however the client spelled it (and mitmproxy's IP for a proxy request)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._cleared_clients.discard(client.id)
+        self._proxy_clients.discard(client.id)
 
     # --- fail closed ---------------------------------------------------------------------------------------
 
@@ -180,9 +323,14 @@ class PolicyAddon:
     # --- rendering -----------------------------------------------------------------------------------------
 
     def _respond_denied(self, flow: http.HTTPFlow, decision: Decision, host: str | None, port: int) -> None:
-        path = flow.request.path
-        url = f"{_scheme(flow.client_conn)}://{host}{'' if port in (80, 443) else f':{port}'}{path}"
-        body = denial.denial_text(decision.reason, flow.request.method, url, host, port, path)
+        if flow.request.method == "CONNECT":
+            # The hint names the destination only: CONNECT is no method a rule lists.
+            body = denial.denial_text(decision.reason, None, f"CONNECT {host}:{port}", host, port, None)
+        else:
+            path = flow.request.path
+            scheme = flow.metadata.get(_SCHEME) or _scheme(flow.client_conn)
+            url = f"{scheme}://{host}{'' if port in (80, 443) else f':{port}'}{path}"
+            body = denial.denial_text(decision.reason, flow.request.method, url, host, port, path)
         flow.response = http.Response.make(
             403,
             body.encode(),
@@ -204,10 +352,10 @@ class PolicyAddon:
         self._write(
             decision,
             method=flow.request.method,
-            scheme=_scheme(flow.client_conn),
+            scheme=flow.metadata.get(_SCHEME) or _scheme(flow.client_conn),
             host=host,
             port=port,
-            path=flow.request.path,
+            path=None if flow.request.method == "CONNECT" else flow.request.path,
             status=status,
             **extra,
         )

@@ -5,6 +5,9 @@ workload never waits for it (its first connections sit in the listening socket's
 
 Every upstream connection mitmproxy makes goes through `asyncio.open_connection` -> `loop.create_connection`,
 which `boundary.gate.GatedEventLoop` checks.
+
+Fail closed: the session watches `Proxy.stopped`; the master ending (or failing) while the workload runs ends
+the run, since the jail then has no way out.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from typing import Any
 
 from mitmproxy import certs, master, options
 from mitmproxy.addons import next_layer, proxyserver, tlsconfig
+from mitmproxy.proxy import layer
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers import modes
+from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 from mitmproxy.proxy.mode_servers import ServerInstance
 
-from boundary.addon import PolicyAddon
+from boundary.addon import PolicyAddon, proxy_form
 from boundary.audit import AuditLog
 from boundary.ca import RunCA
 from boundary.fakedns import FakeDnsTable
@@ -45,6 +52,23 @@ class RunTlsConfig(tlsconfig.TlsConfig):
         self.certstore = store
 
 
+class JailNextLayer(next_layer.NextLayer):
+    """mitmproxy's choice of protocol layers, plus what transparent mode lacks: a connection whose first request
+    line is proxy-form (`CONNECT host:port`, `GET http://host/`: the agent has a proxy configured) is served as
+    an explicit HTTP proxy. Transparent mode would refuse a CONNECT with a bare 400 that no hook sees, and
+    would forward an absolute-form request to whatever address the agent dialled."""
+
+    def _next_layer(self, context: Context, data_client: bytes, data_server: bytes) -> layer.Layer | None:
+        top = next_layer.stack_match(context, [modes.TransparentProxy])
+        if top and context.client.transport_protocol == "tcp" and not data_server:
+            form = proxy_form(data_client)
+            if form is None:
+                raise next_layer.NeedsMoreData
+            if form:
+                return HttpLayer(context, HTTPMode.regular)
+        return super()._next_layer(context, data_client, data_server)
+
+
 def _certstore(ca: RunCA) -> certs.CertStore:
     # mitmproxy only loads DH parameters from a file; they are public constants, not a secret.
     with tempfile.TemporaryDirectory(prefix="boundary-dh-") as tmp:
@@ -58,14 +82,26 @@ class Proxy:
         self._servers = servers
         self._task = task
 
+    @property
+    def stopped(self) -> asyncio.Future[None]:
+        """Done when mitmproxy's master ends, which before `close` only happens if it failed."""
+        return self._task
+
+    def why_stopped(self) -> str:
+        """What ended the master, for a one-line message (call once `stopped` is done)."""
+        error = None if self._task.cancelled() else self._task.exception()
+        return f"{type(error).__name__}: {error}" if error is not None else "it ended unexpectedly"
+
     async def close(self) -> None:
         for server in self._servers:
             server.close()
         self._master.shutdown()
-        try:
-            await asyncio.wait_for(self._task, 5)
-        except (TimeoutError, asyncio.CancelledError):
+        # `wait`, not `wait_for`: a master that already failed must not raise here, over the session's message.
+        done, _ = await asyncio.wait({self._task}, timeout=5)
+        if not done:
             logger.warning("boundary: proxy did not shut down in time")
+        elif not self._task.cancelled() and self._task.exception() is not None:
+            logger.error("boundary: proxy failed: %s", self.why_stopped())
 
 
 async def start_proxy(
@@ -89,7 +125,7 @@ async def start_proxy(
     server_manager = proxyserver.Proxyserver()
     master_.addons.add(
         server_manager,
-        next_layer.NextLayer(),
+        JailNextLayer(),
         RunTlsConfig(_certstore(ca)),
         PolicyAddon(matcher, table, log, run_id),
     )

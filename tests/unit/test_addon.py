@@ -1,9 +1,11 @@
 """Specification of the mitmproxy addon: identity checks, policy decisions, 403s, audit lines, fail closed.
 
 The hooks are called on real mitmproxy flows made by mitmproxy's own test factories (`mitmproxy.test.tflow`),
-dressed as the transparent proxy sees them: the client connection's `sockname` is the original destination,
-a synthetic address from a real `FakeDnsTable`; `request.host` is that same address. Decisions come from a
-real `Matcher`, audit lines go to a real `AuditLog` file.
+dressed as the transparent proxy sees them: the client connection's `sockname` and the server connection's
+`address` are the original destination, a synthetic address from a real `FakeDnsTable`; `request.host` is that
+same address. Requests to a proxy (CONNECT, absolute-form) come on a client connection that the `next_layer`
+hook saw mitmproxy serve in regular mode, with host and port from the request target, as mitmproxy parses them.
+Decisions come from a real `Matcher`, audit lines go to a real `AuditLog` file.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mitmproxy import connection, http, options, tcp
 from mitmproxy import flow as mflow
-from mitmproxy import http, tcp
+from mitmproxy.proxy import layer
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.test import tflow, tutils
 
-from boundary.addon import PolicyAddon, split_host_header
+from boundary.addon import PolicyAddon, proxy_form, split_host_header
 from boundary.addresses import Refusal
 from boundary.audit import AuditLog
 from boundary.fakedns import FakeDnsTable
@@ -44,6 +49,8 @@ DB_RULE = "p.yaml:7"
 RUN_ID = "testrun00001"
 SAME = "<same as the destination>"
 IP_LITERAL = "203.0.113.7"
+PROXY = "proxy.example"  # where the agent thinks its proxy is
+PROXY_PORT = 3128
 
 
 # --- split_host_header --------------------------------------------------------------------------------------
@@ -122,6 +129,7 @@ class Harness:
         )
         flow = tflow.tflow(req=request)
         flow.client_conn.sockname = (address, port)
+        flow.server_conn.address = (address, port)
         flow.client_conn.tls = tls
         flow.client_conn.sni = destination if sni == SAME else sni
         return flow
@@ -132,8 +140,82 @@ class Harness:
         """A non-HTTP stream as the transparent proxy sees it at `tcp_start`."""
         flow = tflow.ttcpflow()
         flow.client_conn.sockname = self.sockname(destination, port)
+        flow.server_conn.address = flow.client_conn.sockname
         flow.client_conn.tls = tls
         flow.client_conn.sni = destination if sni == SAME else sni
+        return flow
+
+    def proxy_client(self, proxy: str = PROXY) -> connection.Client:
+        """A client connection to where the agent thinks its proxy is, that mitmproxy serves as an explicit
+        proxy (what `proxy.JailNextLayer` decides for a proxy-form first request line)."""
+        client = tflow.tclient_conn()
+        client.sockname = client.peername = self.sockname(proxy, PROXY_PORT)
+        client.tls = False
+        client.sni = None
+        nextlayer = layer.NextLayer(Context(client, options.Options()))
+        nextlayer.layer = HttpLayer(nextlayer.context, HTTPMode.regular)
+        self.addon.next_layer(nextlayer)
+        return client
+
+    def connect_flow(
+        self, target: str = "api.example.com", port: int = 443, *, host: str | None = SAME
+    ) -> http.HTTPFlow:
+        """`CONNECT target:port` as mitmproxy's regular mode sees it at `http_connect`."""
+        authority = f"[{target}]:{port}" if ":" in target else f"{target}:{port}"
+        host_header = authority if host == SAME else host
+        request = tutils.treq(
+            method=b"CONNECT",
+            host=target,
+            port=port,
+            scheme=b"",
+            authority=authority.encode(),
+            path=b"",
+            headers=http.Headers(host=host_header) if host_header is not None else http.Headers(),
+            content=b"",
+        )
+        flow = tflow.tflow(req=request)
+        flow.client_conn = self.proxy_client()
+        flow.server_conn.address = flow.client_conn.sockname
+        return flow
+
+    def absolute_flow(
+        self,
+        target: str = "api.example.com",
+        port: int = 80,
+        *,
+        scheme: str = "http",
+        host: str | None = SAME,
+        method: str = "GET",
+        path: str = "/v1/models",
+        client: connection.Client | None = None,
+    ) -> http.HTTPFlow:
+        """`GET scheme://target:port/path` sent to a proxy, as regular mode has it at `requestheaders`: host,
+        port and scheme from the URL, the target already reduced to origin-form."""
+        host_header = target if host == SAME else host
+        request = tutils.treq(
+            host=target,
+            port=port,
+            scheme=scheme.encode(),
+            authority=b"",
+            method=method.encode(),
+            path=path.encode(),
+            headers=http.Headers(host=host_header) if host_header is not None else http.Headers(),
+            content=b"",
+        )
+        flow = tflow.tflow(req=request)
+        flow.client_conn = client or self.proxy_client()
+        flow.server_conn.address = flow.client_conn.sockname
+        return flow
+
+    def tunnel_flow(self, connect: http.HTTPFlow, *, sni: str | None = SAME, host: str | None = SAME) -> http.HTTPFlow:
+        """A request inside the tunnel an allowed CONNECT opened: a transparent flow whose server address is the
+        one `http_connect` gave the target, on the proxy client's connection (now speaking TLS)."""
+        target = connect.metadata["boundary.decision"][1]
+        flow = self.http_flow(target, connect.request.port, sni=sni, host=host)
+        flow.client_conn = connect.client_conn
+        flow.client_conn.tls = True
+        flow.client_conn.sni = target if sni == SAME else sni
+        flow.server_conn.address = (connect.request.host, connect.request.port)
         return flow
 
     def connect(self, flow: http.HTTPFlow | tcp.TCPFlow) -> str | None:
@@ -214,6 +296,45 @@ def test_the_checked_path_is_the_one_forwarded(harness: Harness, path: str, forw
     harness.addon.requestheaders(flow)
     assert flow.response is None
     assert flow.request.path == forwarded
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "forwarded"),
+    [
+        ({}, "api.example.com"),
+        ({"host": "API.Example.COM"}, "api.example.com"),
+        ({"host": "api.example.com."}, "api.example.com"),
+        ({"host": "Api.Example.Com.:443"}, "api.example.com:443"),  # an explicit port stays
+        ({"host": "API.EXAMPLE.COM", "http2": True}, "api.example.com"),  # :authority
+    ],
+)
+def test_the_checked_host_is_the_one_forwarded(harness: Harness, kwargs: dict[str, Any], forwarded: str) -> None:
+    """The request goes upstream with Host / `:authority` spelled as the canonical name the policy checked."""
+    flow = harness.http_flow(**kwargs)
+    harness.addon.requestheaders(flow)
+    assert flow.response is None
+    assert flow.request.host_header == forwarded
+    if flow.request.is_http2:
+        assert flow.request.authority == forwarded
+    else:
+        assert flow.request.headers.get_all("Host") == [forwarded]
+
+
+@pytest.mark.parametrize(
+    ("destination", "port", "sni", "tls"),
+    [("api.example.com", 443, "API.EXAMPLE.COM", True), ("plain.example.com", 80, None, False)],
+)
+def test_upstream_tls_names_the_checked_host(
+    harness: Harness, destination: str, port: int, sni: str | None, tls: bool
+) -> None:
+    """An upstream TLS connection sends the canonical name as SNI (and verifies the certificate for it), however
+    the client spelled it; a plain connection gets no SNI."""
+    flow = harness.http_flow(destination, port, sni=sni, tls=tls)
+    harness.addon.requestheaders(flow)
+    flow.server_conn.tls = tls
+    flow.server_conn.sni = sni
+    assert harness.connect(flow) is None
+    assert flow.server_conn.sni == ("api.example.com" if tls else None)
 
 
 def test_allowed_request_is_logged_when_the_response_starts(harness: Harness) -> None:
@@ -420,6 +541,223 @@ def test_a_denied_request_does_not_clear_its_client(harness: Harness) -> None:
     assert harness.connect(flow) == "boundary: upstream connection not allowed"
 
 
+# --- requests to a proxy: CONNECT and absolute-form -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"CONNECT api.example.com:443 HTTP/1.1\r\n", True),
+        (b"CONNECT ", True),
+        (b"GET http://api.example.com/ HTTP/1.1\r\n", True),
+        (b"POST https://api.example.com/v1 HTTP/1.1\r\n", True),
+        (b"GET svn+ssh://x/ HTTP/1.1\r\n", True),
+        (b"GET / HTTP/1.1\r\nHost: api.example.com\r\n", False),
+        (b"OPTIONS * HTTP/1.1\r\n", False),
+        (b"PRI * HTTP/2.0\r\n", False),
+        (b"GET http:/x HTTP/1.1\r\n", False),
+        (b"GET api.example.com:443 HTTP/1.1\r\n", False),
+        (b" GET http://x/", False),
+        (b"\x16\x03\x01\x02\x00", False),  # a TLS ClientHello
+        (b"SSH-2.0-OpenSSH_9.2\r\n", False),
+        (b"PING\r\n", False),
+        (b"GET " + b"h" * 80, False),  # no decision within the bound: not a proxy request
+        (b"A" * 20, False),
+        (b"", None),
+        (b"CONN", None),
+        (b"CONNECT", None),
+        (b"GET ", None),
+        (b"GET http", None),
+        (b"GET http:/", None),
+    ],
+)
+def test_proxy_form_is_told_by_the_request_line(data: bytes, expected: bool | None) -> None:
+    """A connection is a request to a proxy iff its request line is `CONNECT ...` or has an absolute-form
+    target; None means the bytes so far could still go either way."""
+    assert proxy_form(data) is expected
+
+
+def test_an_allowed_connect_is_answered_by_mitmproxy_and_audited(harness: Harness) -> None:
+    """An allowed CONNECT gets no response from the addon (mitmproxy answers 200); the tunnel's server address is
+    the name's synthetic address, so mitmproxy dials it through the gate; one allow line, no rule (each request
+    in the tunnel is decided on its own), no path."""
+    flow = harness.connect_flow("API.Example.COM.", host="api.example.com:443")
+    harness.addon.http_connect(flow)
+    assert flow.response is None
+    assert harness.table.name_for(flow.request.host) == "api.example.com"
+    assert flow.request.port == 443
+    assert harness.lines() == [record(rule=None, method="CONNECT", scheme="http", path=None, status=200)]
+    assert harness.connect(flow) == "boundary: upstream connection not allowed"  # nothing is dialled for it
+
+
+def test_a_connect_allowed_for_any_stream_names_the_rule(harness: Harness) -> None:
+    """A target whose rule allows any stream (no methods, no paths) is logged with that rule."""
+    harness.addon.http_connect(flow := harness.connect_flow("db.example.com", 5432))
+    assert flow.response is None
+    [line] = harness.lines()
+    assert (line["decision"], line["rule"], line["host"], line["port"]) == ("allow", DB_RULE, "db.example.com", 5432)
+
+
+@pytest.mark.parametrize(
+    ("target", "port", "host", "reason", "logged_host"),
+    [
+        ("other.example.com", 443, SAME, "no-matching-rule", "other.example.com"),
+        ("api.example.com", 8443, SAME, "port-not-allowed", "api.example.com"),
+        (IP_LITERAL, 443, SAME, "ip-literal", IP_LITERAL),
+        ("::1", 443, SAME, "ip-literal", "::1"),
+        ("2130706433", 443, SAME, "ip-literal", "2130706433"),
+        ("bad_name.example.com", 443, SAME, "invalid-host", "bad_name.example.com"),
+        ("api.example.com", 443, "other.example.com:443", "host-mismatch", "api.example.com"),
+        ("api.example.com", 443, "api.example.com:8443", "host-mismatch", "api.example.com"),
+    ],
+)
+def test_a_denied_connect_gets_a_403_that_says_why(
+    harness: Harness, target: str, port: int, host: str, reason: str, logged_host: str
+) -> None:
+    """A CONNECT to a target the policy does not allow is answered 403 with the X-Boundary headers, audited, and
+    opens no tunnel: nothing is dialled, the connection stays a proxy connection."""
+    flow = harness.connect_flow(target, port, host=host)
+    harness.addon.http_connect(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+    assert flow.response.headers["X-Boundary-Decision"] == "deny"
+    assert flow.response.headers["X-Boundary-Reason"] == reason
+    assert flow.request.host == target  # not mapped to any address
+    expected = record(
+        decision="deny", rule=None, reason=reason, method="CONNECT", scheme="http", host=logged_host, port=port
+    )
+    assert harness.lines() == [expected | {"path": None, "status": 403}]
+    assert harness.connect(flow) == "boundary: upstream connection not allowed"
+
+
+def test_a_denied_connect_says_how_to_allow_the_destination(harness: Harness) -> None:
+    """The 403's body names the CONNECT target and a rule for its host and port, not a method."""
+    flow = harness.connect_flow("other.example.com", 8443)
+    harness.addon.http_connect(flow)
+    assert flow.response is not None
+    assert flow.response.get_text() == (
+        "boundary denied CONNECT other.example.com:8443 (no-matching-rule); to allow it, add to the policy's allow "
+        "list: {domain: other.example.com, ports: [8443]}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "decision", "reason"),
+    [
+        ({}, "allow", "allowed"),
+        ({"path": "/admin"}, "deny", "path-not-allowed"),
+        ({"sni": "plain.example.com"}, "deny", "sni-mismatch"),
+        ({"sni": None}, "deny", "sni-mismatch"),
+        ({"host": "plain.example.com"}, "deny", "host-mismatch"),
+        ({"host": PROXY}, "deny", "host-mismatch"),  # the proxy's own name is not the target
+    ],
+)
+def test_requests_in_a_tunnel_are_checked_against_the_connect_target(
+    harness: Harness, kwargs: dict[str, Any], decision: str, reason: str
+) -> None:
+    """Inside an allowed CONNECT's tunnel, SNI and Host must name the CONNECT host, and each request is decided
+    and logged with that host; an allowed one may then dial the target, never the proxy's address."""
+    connect = harness.connect_flow()
+    harness.addon.http_connect(connect)
+    path = kwargs.pop("path", "/v1/models")
+    flow = harness.tunnel_flow(connect, **kwargs)
+    flow.request.path = path
+    harness.addon.requestheaders(flow)
+    if decision == "allow":
+        assert flow.response is None
+        assert harness.connect(flow) is None
+        flow.response = tutils.tresp(status_code=200)
+        harness.addon.responseheaders(flow)
+    else:
+        assert flow.response is not None and flow.response.status_code == 403
+        assert harness.connect(flow) == "boundary: upstream connection not allowed"
+    [_, line] = harness.lines()
+    assert (line["decision"], line["reason"], line["host"], line["port"]) == (decision, reason, "api.example.com", 443)
+    assert line["scheme"] == "https"
+
+
+def test_a_request_to_a_proxy_is_checked_by_its_url_and_sent_to_it(harness: Harness) -> None:
+    """`GET http://plain.example.com/x` sent to the proxy is decided for plain.example.com:80, whatever address the
+    agent dialled; it is dialled at that name's synthetic address, with the canonical Host."""
+    flow = harness.absolute_flow("PLAIN.example.com", 80, host="plain.EXAMPLE.com.", method="POST", path="/x")
+    harness.addon.requestheaders(flow)
+    assert flow.response is None
+    assert harness.table.name_for(flow.request.host) == "plain.example.com"
+    assert (flow.request.port, flow.request.scheme) == (80, "http")
+    assert flow.request.headers.get_all("Host") == ["plain.example.com"]
+    flow.server_conn = connection.Server(address=(flow.request.host, flow.request.port))  # what mitmproxy dials
+    assert harness.connect(flow) is None
+    flow.response = tutils.tresp(status_code=201)
+    harness.addon.responseheaders(flow)
+    assert harness.lines() == [
+        record(rule=PLAIN_RULE, method="POST", scheme="http", host="plain.example.com", port=80, path="/x", status=201)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "forwarded"),
+    [
+        ({"host": None}, "plain.example.com"),  # HTTP/1.0 may leave Host out: the URL names the host
+        ({"host": None, "port": 8080}, "plain.example.com:8080"),
+        ({"host": "plain.example.com:80"}, "plain.example.com:80"),
+    ],
+)
+def test_a_request_to_a_proxy_gets_the_canonical_host(tmp_path: Path, kwargs: dict[str, Any], forwarded: str) -> None:
+    """The Host sent upstream names the URL's host canonically, with the port if the client gave one (or, with
+    no Host at all, if it is not the scheme's default)."""
+    policy = "version: 1\nallow:\n  - domain: plain.example.com\n    ports: [80, 8080]\n"
+    harness = harness_with(tmp_path, Matcher(parse_policy(policy, "q.yaml")))
+    flow = harness.absolute_flow("plain.example.com", **kwargs)
+    harness.addon.requestheaders(flow)
+    assert flow.response is None
+    assert flow.request.headers.get_all("Host") == [forwarded]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason", "host"),
+    [
+        ({"target": "other.example.com"}, "no-matching-rule", "other.example.com"),
+        ({"target": IP_LITERAL, "host": IP_LITERAL}, "ip-literal", IP_LITERAL),
+        ({"target": "127.1", "host": "127.1"}, "ip-literal", "127.1"),
+        ({"host": "other.example.com"}, "host-mismatch", "api.example.com"),
+        ({"host": "api.example.com:8080"}, "host-mismatch", "api.example.com"),
+        ({"host": PROXY}, "host-mismatch", "api.example.com"),
+        ({"scheme": "https", "port": 443, "method": "DELETE"}, "method-not-allowed", "api.example.com"),
+    ],
+)
+def test_a_denied_request_to_a_proxy_gets_a_403(
+    harness: Harness, kwargs: dict[str, Any], reason: str, host: str
+) -> None:
+    """A request to a proxy whose URL the policy does not allow, or whose Host disagrees with its URL, is
+    answered 403 and logged with the URL's host; nothing is dialled."""
+    flow = harness.absolute_flow(**kwargs)
+    harness.addon.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.headers["X-Boundary-Reason"] == reason
+    [line] = harness.lines()
+    assert (line["decision"], line["reason"], line["host"]) == ("deny", reason, host)
+    assert line["scheme"] == kwargs.get("scheme", "http")
+    assert harness.connect(flow) == "boundary: upstream connection not allowed"
+
+
+def test_a_proxy_client_stays_one_until_it_disconnects(harness: Harness) -> None:
+    """Every request on a proxy connection names its own target; once the client is gone, its id means nothing."""
+    client = harness.proxy_client()
+    first = harness.absolute_flow("plain.example.com", client=client, path="/a")
+    harness.addon.requestheaders(first)
+    second = harness.absolute_flow("other.example.com", client=client, path="/b")
+    harness.addon.requestheaders(second)
+    assert first.response is None
+    assert second.response is not None and second.response.status_code == 403
+    assert [(line["host"], line["reason"]) for line in harness.lines()] == [("other.example.com", "no-matching-rule")]
+    harness.addon.client_disconnected(client)
+    later = harness.http_flow("plain.example.com", 80, tls=False, sni=None)
+    later.client_conn = client  # the same id, now a transparent connection to plain.example.com:80
+    later.client_conn.sockname = harness.sockname("plain.example.com", 80)
+    harness.addon.requestheaders(later)
+    assert later.response is None
+
+
 # --- fail closed ---------------------------------------------------------------------------------------------
 
 
@@ -462,6 +800,23 @@ def test_a_bug_in_tcp_start_denies_the_stream(broken: Harness) -> None:
     [line] = broken.lines()
     assert (line["decision"], line["reason"], line["scheme"]) == ("deny", "internal-error", "tcp")
     assert broken.connect(flow) == "boundary: upstream connection not allowed"
+
+
+def test_a_bug_in_http_connect_denies_the_connect(broken: Harness) -> None:
+    """An exception while deciding a CONNECT answers it 403 `internal-error`: no tunnel, nothing dialled."""
+    flow = broken.connect_flow()
+    broken.addon.matcher = BrokenMatcher(parse_policy(POLICY, "p.yaml"))
+    broken.addon.http_connect(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+    assert flow.response.headers["X-Boundary-Reason"] == "internal-error"
+    [line] = broken.lines()
+    assert (line["decision"], line["reason"], line["method"], line["path"]) == (
+        "deny",
+        "internal-error",
+        "CONNECT",
+        None,
+    )
 
 
 def test_a_bug_in_server_connect_refuses_the_connection(tmp_path: Path) -> None:
