@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -40,7 +41,15 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures are used by name
 )
 from tests.support.canaries import UdpCanary, UnixCanary
 from tests.support.hostguard import HostGuard
-from tests.support.runner import make_user_dir, prepare, python_argv, run_boundary
+from tests.support.runner import (
+    boundary_pid,
+    make_user_dir,
+    pids_matching,
+    prepare,
+    python_argv,
+    run_boundary,
+    spawn_boundary,
+)
 from tests.support.tools import is_root, venv_python
 from tests.support.tripwire import Tripwire
 from tests.support.upstreams import Canary
@@ -208,3 +217,29 @@ def run_with_host_file(
     finally:
         inv.cleanup()
     return JailRun(result, jailer.audit())
+
+
+def run_probe_with_host_pids(jailer: Jailer, probe: str, timeout: float = 60) -> ProbeRun:
+    """Run ``probe.py PROBE PID...`` in the jail, PIDs being host pids of processes outside it: this boundary
+    (and its helper and the jail's init, as the host numbers them), pytest and pytest's parent. The workload
+    waits until boundary is up and the test has told it those numbers."""
+    pids_file = jailer.workdir / "host-pids"
+    script = f"while [ ! -s {pids_file} ]; do sleep 0.05; done; exec {shlex.join(probe_argv(probe))} $(cat {pids_file})"
+    if jailer.audit_path.exists():
+        jailer.audit_path.unlink()
+    proc = spawn_boundary(jailer.args(["sh", "-c", script]), rootless=jailer.rootless, expose=[jailer.workdir])
+    try:
+        marker = f"--log {jailer.audit_path}"
+        outside = {boundary_pid(marker), *pids_matching(marker), os.getpid(), os.getppid()}
+        staging = pids_file.with_suffix(".tmp")
+        staging.write_text(" ".join(str(pid) for pid in sorted(outside)) + "\n")
+        staging.chmod(0o644)
+        staging.replace(pids_file)
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    run = JailRun(result, jailer.audit())
+    return ProbeRun(run, parse_probe_output(run.stdout))
