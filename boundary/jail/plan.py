@@ -307,9 +307,13 @@ def mount_plan(
     `cwd` is bound back read-write when it lies strictly inside a hidden tree and no bind already shows it: a
     project under /tmp stays usable. A working directory that *is* a hidden tree starts empty.
     """
-    trees = _hidden_trees(lookup, env, workload)
-    roots = [tree.target for tree in trees]
     resolved = [_resolve_bind(lookup, request) for request in binds]
+    # `--bind /tmp` asks to see the host's /tmp: that tree is simply not covered. (Binding it back over the
+    # tmpfs would not work either: the source, opened before, is the dentry the tmpfs is then mounted on, and a
+    # bind from it sees the tmpfs.)
+    shown = {bind.target for bind, _kind in resolved if bind.source == bind.target}
+    trees = [tree for tree in _hidden_trees(lookup, env, workload) if tree.target not in shown]
+    roots = [tree.target for tree in trees]
     here = lookup(cwd)
     if (
         here.kind == "dir"

@@ -193,3 +193,34 @@ def test_the_rest_of_proc_still_works(jail: JailRunner) -> None:
     assert run.value("self") == "1", run.describe()
     assert run.value("ipfwd") in {"0", "1"}
     assert run.value("renamed") == "x"
+
+
+def test_a_bind_target_inside_a_hidden_tree_is_made_there(jail: JailRunner) -> None:
+    """A file bound to a place inside a hidden tree that the host lacks (as /etc/resolv.conf -> /run/systemd/
+    resolve/stub-resolv.conf needs when the link is dangling): its directories and the file are made in the
+    fresh /run, where the bind then lands. The host's /run gets nothing."""
+    target = f"/run/boundary-it-{secrets.token_hex(4)}/resolve/stub.conf"
+    run = jail.shell(f'cat {target}; stat -c "mode=%a" {os.path.dirname(target)}', ["--bind", f"/etc/passwd={target}"])
+    assert run.stdout == Path("/etc/passwd").read_text() + "mode=755\n", run.describe()
+    assert not os.path.lexists(os.path.dirname(os.path.dirname(target)))
+
+
+def test_shared_memory_and_sysfs_are_the_jails_own(jail: JailRunner) -> None:
+    """/dev/shm (POSIX shared memory and semaphores of host processes) is an empty tmpfs; /sys is a fresh
+    sysfs of the jail's network namespace, which shows `lo` only."""
+    marker = Path(f"/dev/shm/boundary-it-{secrets.token_hex(4)}")
+    marker.write_text("host shm\n")
+    try:
+        run = jail.shell('echo "shm=$(ls -A /dev/shm | wc -l)"; echo "net=$(ls /sys/class/net | tr "\\n" " ")"')
+    finally:
+        marker.unlink()
+    assert run.value("shm") == "0", run.describe()
+    assert run.value("net") == "lo "
+
+
+def test_binding_a_whole_hidden_tree_shows_the_hosts(jail: JailRunner, tmp_dir: Path) -> None:
+    """A read-only bind of /tmp itself leaves the host's /tmp in place (read-only): the user asked to see it."""
+    run = jail.shell(f"ls -d {tmp_dir}; touch {tmp_dir}/new", ["--ro-bind", "/tmp=/tmp"])
+    assert run.stdout == f"{tmp_dir}\n", run.describe()
+    assert "Read-only file system" in run.stderr
+    assert not (tmp_dir / "new").exists()

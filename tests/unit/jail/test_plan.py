@@ -278,3 +278,10 @@ def test_parse_bind_refuses_quoting_the_value(text: str, message: str) -> None:
 def test_proc_read_only_list_covers_sysctls() -> None:
     """/proc/sys (kernel.*, vm.*, the netns's net.*) is among the paths made read-only in the fresh /proc."""
     assert "/proc/sys" in plan.PROC_READONLY
+
+
+def test_a_bind_of_a_whole_hidden_tree_leaves_it_uncovered() -> None:
+    """`--bind /tmp:ro` shows the host's /tmp: no tmpfs there, just the (read-only) bind, before the other
+    covers."""
+    actions = plan.mount_plan(STANDARD, {}, "/", [plan.BindRequest("/tmp", "/tmp", True)], ME)
+    assert actions == (SYSFS, plan.Bind("/tmp", "/tmp", readonly=True), TMPFS_RUN, TMPFS_SHM)
