@@ -4,7 +4,9 @@
 helper, after `unshare(CLONE_NEWNS)`: bind sources are opened (O_PATH) first, while every path is still
 visible, and mounted later through `/proc/self/fd/N`, so a source that a tmpfs covers meanwhile (the rundir in
 /tmp, a project under /tmp) still works. They must be opened *after* the unshare: a bind source has to belong
-to the caller's mount namespace (EINVAL otherwise). `readonly_proc` runs in the jail's init, on its fresh /proc.
+to the caller's mount namespace (EINVAL otherwise). A bind through such an fd sees whatever is mounted on the
+source itself by then, so no source may be a place the plan mounts on later (the plan sees to it).
+`readonly_proc` runs in the jail's init, on its fresh /proc.
 """
 
 from __future__ import annotations
