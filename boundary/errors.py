@@ -18,5 +18,9 @@ class UsageError(BoundaryError):
     """A command-line value is malformed (quoted in the message)."""
 
 
+class ProxyError(BoundaryError):
+    """The proxy could not start, or stopped while the command ran: the command was stopped (fail closed)."""
+
+
 class JailError(BoundaryError):
     """The jail could not be set up; nothing was started."""

@@ -3,6 +3,9 @@
 Order matters for start-up time: everything that can fail on bad input is checked first (nothing has started
 yet), then the jail is forked while the process is still single-threaded, and only then is mitmproxy imported —
 the workload is already running and its first connections wait in the proxy socket's backlog.
+
+Fail closed: if the proxy cannot be imported or started, or its master ends while the workload runs, the jail has
+no way out; the run ends with a `ProxyError` (one line, exit 125) and the workload is killed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 from boundary import audit
 from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca, join_pem
 from boundary.dnsserver import DnsServer
-from boundary.errors import BoundaryError, UsageError
+from boundary.errors import BoundaryError, ProxyError, UsageError
 from boundary.fakedns import FakeDnsTable
 from boundary.jail import helper, mounts
 from boundary.jail.plan import (
@@ -234,7 +237,8 @@ async def _serve(
         proxy_module = _import_in_background(loop, "boundary.proxy")
         await asyncio.wait({exited, proxy_module}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
-            proxy = await proxy_module.result().start_proxy(
+            proxy = await _start_proxy(
+                proxy_module,
                 listen=jail.proxy_socket,
                 matcher=matcher,
                 table=table,
@@ -245,13 +249,24 @@ async def _serve(
                 overrides=overrides,
             )
             try:
-                await exited
+                await asyncio.wait({exited, proxy.stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not exited.done():
+                    # Fail closed: without the proxy the jail has no way out; `_run_in` kills the command.
+                    raise ProxyError(f"the proxy stopped ({proxy.why_stopped()}); the command was stopped")
             finally:
                 await proxy.close()
         status = exited.result()
     finally:
         await dns.close()
     return helper.exit_code(status)
+
+
+async def _start_proxy(imported: asyncio.Future[Any], **kwargs: Any) -> Any:
+    """The running `boundary.proxy.Proxy`; failing to import or start it is a `ProxyError`."""
+    try:
+        return await imported.result().start_proxy(**kwargs)
+    except Exception as e:
+        raise ProxyError(f"the proxy could not start ({type(e).__name__}: {e}); the command was stopped") from e
 
 
 def _import_in_background(loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Future[Any]:
@@ -262,6 +277,9 @@ def _import_in_background(loop: asyncio.AbstractEventLoop, name: str) -> asyncio
         try:
             module = importlib.import_module(name)
         except BaseException as e:  # delivered to the awaiting task
+            if not isinstance(e, Exception):
+                # asyncio would re-raise SystemExit & co. out of the loop, and the run would end with their code.
+                e = ImportError(f"importing {name} raised {type(e).__name__}: {e}")
             loop.call_soon_threadsafe(imported.set_exception, e)
         else:
             loop.call_soon_threadsafe(imported.set_result, module)

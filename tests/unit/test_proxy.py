@@ -16,9 +16,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from mitmproxy import certs, hooks
+from mitmproxy import certs, hooks, master, options
 from mitmproxy.addons import tlsconfig
-from mitmproxy.test import taddons
+from mitmproxy.proxy import layer
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.events import DataReceived
+from mitmproxy.proxy.layers import modes
+from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
+from mitmproxy.test import taddons, tflow
 
 from boundary.audit import AuditLog
 from boundary.ca import RunCA, generate_ca
@@ -26,7 +31,7 @@ from boundary.fakedns import FakeDnsTable
 from boundary.gate import GatedEventLoop, UpstreamGate
 from boundary.matcher import Matcher
 from boundary.policy import parse_policy
-from boundary.proxy import RunTlsConfig, _certstore, start_proxy
+from boundary.proxy import JailNextLayer, Proxy, RunTlsConfig, _certstore, start_proxy
 
 POLICY = "version: 1\nallow:\n  - domain: api.example.com\n"
 TIMEOUT = 10.0  # a guard against hangs, not a measurement
@@ -172,6 +177,7 @@ def test_start_proxy_serves_the_socket_and_closes_it(ca: RunCA, tmp_path: Path, 
                     overrides=overrides,
                 )
                 assert loop.gate == UpstreamGate(table, matcher, overrides)
+                assert not proxy.stopped.done()
                 # A connection that no nft rule redirected has no original destination: closed, nothing dialled.
                 with socket.socket() as client:
                     client.setblocking(False)
@@ -179,6 +185,7 @@ def test_start_proxy_serves_the_socket_and_closes_it(ca: RunCA, tmp_path: Path, 
                     await loop.sock_sendall(client, b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
                     assert await received(loop, client) == b""
                 await proxy.close()
+                assert proxy.stopped.done()
             assert log.path.read_text() == ""  # no decision was made for it
         assert sock.fileno() == -1  # closing the proxy closed the listening socket
 
@@ -212,3 +219,83 @@ def test_start_proxy_refuses_an_ungated_loop(ca: RunCA, tmp_path: Path) -> None:
             asyncio.run(main())
     finally:
         sock.close()
+
+
+# --- the master ending ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ending", "why"),
+    [(RuntimeError("the loop broke"), "RuntimeError: the loop broke"), (None, "it ended unexpectedly")],
+)
+def test_a_master_that_ends_by_itself_is_reported(ending: Exception | None, why: str) -> None:
+    """`stopped` completes when the master's task ends, failed or not; `why_stopped` says how in one line, and
+    `close` afterwards neither raises nor hangs (the session's message must be the one shown)."""
+
+    async def main() -> None:
+        async def run() -> None:
+            if ending is not None:
+                raise ending
+
+        proxy = Proxy(master.Master(options.Options()), [], asyncio.ensure_future(run()))
+        async with asyncio.timeout(TIMEOUT):
+            await asyncio.wait({proxy.stopped})
+            assert proxy.why_stopped() == why
+            await proxy.close()
+
+    asyncio.run(main())
+
+
+# --- which layer serves a connection -----------------------------------------------------------------------
+
+
+def _choose(data: bytes, *, nested: bool = False) -> layer.Layer | None:
+    """The layer `JailNextLayer` picks for a transparent TCP connection whose client sent `data` first (for
+    `nested`, inside a CONNECT tunnel instead of at the top of the stack)."""
+    client = tflow.tclient_conn()
+    client.transport_protocol = "tcp"
+    client.alpn = None
+    context = Context(client, options.Options())
+    context.server.address = ("198.18.0.1", 3128)
+    modes.TransparentProxy(context)
+    if nested:
+        HttpLayer(context, HTTPMode.regular)
+    nextlayer = layer.NextLayer(context)
+    nextlayer.events.append(DataReceived(client, data))
+    with taddons.context(JailNextLayer()) as tctx:
+        tctx.master.addons.get("jailnextlayer").next_layer(nextlayer)
+    return nextlayer.layer
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"CONNECT api.example.com:443 HTTP/1.1\r\n\r\n", b"GET http://api.example.com/ HTTP/1.1\r\n\r\n"],
+)
+def test_a_proxy_form_first_request_is_served_as_an_explicit_proxy(data: bytes) -> None:
+    """CONNECT and absolute-form request lines get mitmproxy's regular (explicit proxy) HTTP layer."""
+    chosen = _choose(data)
+    assert isinstance(chosen, HttpLayer) and chosen.mode is HTTPMode.regular
+
+
+def test_an_origin_form_request_stays_transparent() -> None:
+    """An ordinary request is served as before: transparent HTTP, its destination the one the client dialled."""
+    chosen = _choose(b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+    assert isinstance(chosen, HttpLayer) and chosen.mode is HTTPMode.transparent
+
+
+def test_tls_is_left_to_mitmproxy() -> None:
+    """A ClientHello is no request line: mitmproxy's own choice (TLS interception) stands."""
+    chosen = _choose(bytes.fromhex("160301"))
+    assert not isinstance(chosen, HttpLayer)
+
+
+def test_a_partial_request_line_waits_for_more() -> None:
+    """`CONN` could become a CONNECT: no layer yet, so the next bytes decide."""
+    assert _choose(b"CONN") is None
+
+
+def test_a_connect_inside_a_tunnel_is_not_served_as_a_proxy() -> None:
+    """Only a connection's first request line can make it a proxy connection; a tunnel's content is a request
+    to the CONNECT target (where mitmproxy's transparent HTTP layer refuses a nested CONNECT)."""
+    chosen = _choose(b"CONNECT api.example.com:443 HTTP/1.1\r\n\r\n", nested=True)
+    assert not (isinstance(chosen, HttpLayer) and chosen.mode is HTTPMode.regular)
