@@ -19,7 +19,7 @@ from typing import Self
 
 __all__ = ["Heard", "UdpCanary", "UnixCanary"]
 
-_POLL = 0.2  # how long a blocked receive waits before checking whether it should stop
+_POLL = 0.05  # how long a blocked receive waits before checking whether it should stop (close() waits that long)
 
 
 @dataclass(frozen=True)
