@@ -38,13 +38,13 @@ def test_spelling(jail: Jailer, spelling: Spelling) -> None:
     allowed ones reach it with the normalized path."""
     expected = spelling.expected
     args = [spelling.url] if spelling.method == "GET" else ["-X", spelling.method, spelling.url]
-    before = len(jail.https.requests) + len(jail.http.requests)
+    https_before, http_before = len(jail.https.requests), len(jail.http.requests)
     port = jail.https.port
     extra = ["--resolve", f"allowed.test:8443:127.0.0.1:{port}"]
     run = jail.run([*CURL, *args], policy=POLICY, extra=extra)
     assert run.result.returncode == 0, run.stderr
     status, headers = status_and_headers(run.stdout)
-    new = (jail.https.requests + jail.http.requests)[before:]
+    new = jail.https.requests[https_before:] + jail.http.requests[http_before:]
     [line] = run.audit
     if isinstance(expected, Denied):
         assert status == 403, run.stdout
