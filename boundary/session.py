@@ -203,6 +203,11 @@ def _run_in(
     )
     print(f"boundary: run {run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)
     jail = helper.start_jail(spec)
+    # The jail's binds hold their files now: remove the directory at once, so even a `kill -9` of boundary
+    # leaves nothing behind. The proxy reads the upstream trust through an open descriptor.
+    trust_fd = os.open(upstream_trust, os.O_RDONLY | os.O_CLOEXEC)
+    upstream_trust = Path(f"/proc/self/fd/{trust_fd}")
+    shutil.rmtree(rundir, ignore_errors=True)
     helper.harden_self()
     _setup_logging(log.path.with_suffix(".proxy.log"))
     from boundary.gate import GatedEventLoop
@@ -212,6 +217,7 @@ def _run_in(
             return runner.run(_serve(jail, matcher, overrides, log, run_id, ca, upstream_trust))
     finally:
         jail.kill()
+        os.close(trust_fd)
         if take_terminal:
             _reclaim_terminal()
 
