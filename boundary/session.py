@@ -190,6 +190,12 @@ def _run_in(
     if system_bundle is not None:
         binds.append(BindRequest(str(bundle), str(system_bundle)))
         bundle_in_jail = str(system_bundle)
+    # The logs are the invoker's files, which a workload of the same uid could forge or delete: read-only binds
+    # (of the whole per-run directory by default, so earlier runs' logs are safe too).
+    proxy_log = log.path.with_suffix(".proxy.log")
+    proxy_log.touch(0o600)
+    logs = [log.path.parent] if options.log is None else [log.path, proxy_log]
+    protected = [BindRequest(str(path), str(path), readonly=True) for path in logs]
     take_terminal = _owns_terminal()
     spec = helper.JailSpec(
         argv=options.argv,
@@ -198,7 +204,9 @@ def _run_in(
         invoker=invoker,
         workload=workload,
         ruleset=nft_ruleset(),
-        mounts=mount_plan(mounts.host_path, env, os.getcwd(), [*binds, *_user_binds(options.binds)], workload),
+        mounts=mount_plan(
+            mounts.host_path, env, os.getcwd(), [*binds, *_user_binds(options.binds), *protected], workload
+        ),
         take_terminal=take_terminal,
     )
     print(f"boundary: run {run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)
@@ -209,7 +217,7 @@ def _run_in(
     upstream_trust = Path(f"/proc/self/fd/{trust_fd}")
     shutil.rmtree(rundir, ignore_errors=True)
     helper.harden_self()
-    _setup_logging(log.path.with_suffix(".proxy.log"))
+    _setup_logging(proxy_log)
     from boundary.gate import GatedEventLoop
 
     try:

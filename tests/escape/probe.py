@@ -333,6 +333,42 @@ def keyhunt(bundle: str, *tops: str) -> dict[str, Any]:
     }
 
 
+_TAMPERING: dict[str, Callable[[str], object]] = {
+    "append": lambda path: os.close(os.open(path, os.O_WRONLY | os.O_APPEND)),
+    "truncate": lambda path: os.truncate(path, 0),
+    "unlink": os.unlink,
+    "rename": lambda path: os.rename(path, path + ".moved"),
+}
+
+
+def _create_beside(directory: str) -> None:
+    os.close(os.open(os.path.join(directory, "forged.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def tamper(*paths: str) -> dict[str, Any]:
+    """Try to forge, cut, remove or replace each file: append, truncate, unlink, rename it away. A directory
+    stands for the files in it, and a new file is tried there too."""
+    outcomes: dict[str, dict[str, str]] = {}
+    files = [os.path.join(p, name) for p in paths if os.path.isdir(p) for name in sorted(os.listdir(p))]
+    for directory in (p for p in paths if os.path.isdir(p)):
+        try:
+            _create_beside(directory)
+            outcomes[directory] = {"create": "ok"}
+        except OSError as exc:
+            outcomes[directory] = {"create": _error(exc)}
+    for path in [p for p in paths if not os.path.isdir(p)] + files:
+        tried: dict[str, str] = {}
+        for name, attempt in _TAMPERING.items():
+            try:
+                attempt(path)
+                tried[name] = "ok"
+            except OSError as exc:
+                tried[name] = _error(exc)
+        outcomes[path] = tried
+    done = any(outcome == "ok" for tried in outcomes.values() for outcome in tried.values())
+    return {"result": "ok" if done else "failed", "files": outcomes}
+
+
 PROBES: dict[str, Callable[..., dict[str, Any]]] = {
     "tcp": tcp,
     "udp": udp,
@@ -346,6 +382,7 @@ PROBES: dict[str, Callable[..., dict[str, Any]]] = {
     "netadmin": netadmin,
     "killall": killall,
     "keyhunt": keyhunt,
+    "tamper": tamper,
 }
 
 

@@ -7,7 +7,15 @@ import os
 import shlex
 
 from tests.e2e.conftest import Jailer
-from tests.escape.conftest import OUTSIDE, Witnesses, probe_argv, run_probe, run_probe_with_host_pids
+from tests.escape.conftest import (
+    OUTSIDE,
+    Witnesses,
+    parse_probe_output,
+    probe_argv,
+    run_probe,
+    run_probe_with_host_pids,
+)
+from tests.support.runner import run_boundary
 
 
 def test_unix_sockets_on_the_host_filesystem_are_out_of_reach(jail: Jailer, witnesses: Witnesses) -> None:
@@ -91,3 +99,49 @@ def test_the_ca_private_key_is_nowhere_the_workload_can_read(jail: Jailer, witne
     assert int(processes) <= 4  # init, sh, ls, grep: nothing of the host
     assert "No such file" in probe.run.stderr
     witnesses.assert_nothing_escaped()
+
+
+def test_the_audit_log_cannot_be_rewritten_from_inside(jail: Jailer, witnesses: Witnesses) -> None:
+    """Attack: cover one's tracks. The audit log (here in the workload's own, writable directory) and the
+    proxy's diagnostics log are the invoking user's files, so a rootless workload could otherwise append
+    forged lines, truncate, delete or replace them. They are read-only mounts in the jail: every attempt
+    fails, and afterwards the log holds only boundary's own lines for this run."""
+    logs = [str(jail.audit_path), str(jail.audit_path.with_suffix(".proxy.log"))]
+    probe = run_probe(jail, "tamper", *logs)
+    [result] = probe.results
+    assert result["result"] == "failed", result
+    for path in logs:
+        assert all(outcome in {"EROFS", "EBUSY", "EACCES", "EPERM"} for outcome in result["files"][path].values())
+    lines = jail.audit()
+    assert lines == probe.run.audit
+    assert all(line["run"] == lines[0]["run"] for line in lines)
+    witnesses.assert_nothing_escaped()
+
+
+def test_earlier_runs_logs_in_the_default_place_cannot_be_rewritten(jail: Jailer, witnesses: Witnesses) -> None:
+    """Attack: without `--log`, every run's log sits in $XDG_STATE_HOME/boundary/runs: rewrite an earlier
+    run's lines, or plant a forged log beside them. The whole directory is a read-only mount in the jail."""
+    state = jail.workdir / "state"
+    env = {"XDG_STATE_HOME": str(state)}
+    first = run_boundary(default_log_args(jail, ["true"]), rootless=jail.rootless, env=env, expose=[jail.workdir])
+    assert first.returncode == 0, first.stderr
+    runs = state / "boundary" / "runs"
+    [earlier] = runs.glob("*.jsonl")
+    before = earlier.read_bytes()
+    second = run_boundary(
+        default_log_args(jail, probe_argv("tamper", str(runs))), rootless=jail.rootless, env=env, expose=[jail.workdir]
+    )
+    [result] = parse_probe_output(second.stdout.decode())
+    assert result["result"] == "failed", result
+    assert result["files"][str(runs)] == {"create": "EROFS"}, result
+    assert str(earlier) in result["files"], result
+    assert earlier.read_bytes() == before
+    assert not (runs / "forged.jsonl").exists()
+    witnesses.assert_nothing_escaped()
+
+
+def default_log_args(jail: Jailer, command: list[str]) -> list[str]:
+    """`jail.args` without `--log`: the run logs to its default place."""
+    args = jail.args(command)
+    at = args.index("--log")
+    return args[:at] + args[at + 2 :]
