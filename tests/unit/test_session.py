@@ -7,10 +7,8 @@ checks take the uid, gid and environment as parameters: the root cases run fine 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,13 +16,11 @@ from pathlib import Path
 import pytest
 
 from boundary.ca import find_system_bundle, generate_ca
-from boundary.errors import ProxyError, UsageError
+from boundary.errors import UsageError
 from boundary.jail.plan import BindRequest, Identity
 from boundary.session import (
     _check_command,
-    _import_in_background,
     _read_upstream_cas,
-    _start_proxy,
     _upstream_trust,
     _user_binds,
     identities,
@@ -243,42 +239,3 @@ def test_binds_are_checked_and_kept_in_order(tmp_path: Path) -> None:
 def test_a_missing_bind_is_refused_quoting_the_value(tmp_path: Path) -> None:
     text = f"{tmp_path / 'gone'}:ro"
     assert usage_error(lambda: _user_binds((text,))) == f"--bind '{text}': no such file or directory"
-
-
-# --- the proxy failing to start ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("source", "why"),
-    [
-        ("raise RuntimeError('corrupt build')\n", "RuntimeError: corrupt build"),
-        ("def broken(:\n", "SyntaxError: "),
-        # asyncio would re-raise SystemExit out of the loop, making 3 boundary's exit code: it becomes an error.
-        ("raise SystemExit(3)\n", "ImportError: importing {module} raised SystemExit: 3"),
-        ("start_proxy = None\n", "TypeError: 'NoneType' object is not callable"),
-    ],
-)
-def test_a_proxy_that_cannot_be_imported_or_started_is_a_proxy_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, why: str
-) -> None:
-    """Whatever goes wrong importing the proxy module (in its background thread) or starting the proxy ends as
-    one `ProxyError` naming the cause: the CLI shows it as `boundary: ...` with exit 125."""
-    module = f"boundary_test_proxy_{abs(hash(source))}"
-    (tmp_path / f"{module}.py").write_text(source)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, module, raising=False)
-
-    async def main() -> None:
-        imported = _import_in_background(asyncio.get_running_loop(), module)
-        async with asyncio.timeout(10):  # a guard against a hang, not a measurement
-            await asyncio.wait({imported})
-        with pytest.raises(ProxyError) as info:
-            await _start_proxy(imported)
-        message = str(info.value)
-        assert message.startswith(f"the proxy could not start ({why.format(module=module)}"), message
-        assert message.endswith("); the command was stopped")
-
-    try:
-        asyncio.run(main())
-    finally:
-        sys.modules.pop(module, None)
