@@ -167,7 +167,8 @@ def workload_env(base: Mapping[str, str], bundle_path: str, workload: Identity, 
 # Order: binds whose target lies outside every hidden tree, then the tmpfs covers (outer first), then the
 # binds inside them (outer first), each after the directories or file it needs as a mount point.
 
-# (tree, mode of the empty tmpfs). `$XDG_RUNTIME_DIR` is added per run, owned by the workload, mode 0700.
+# (tree, mode of the empty tmpfs). `$XDG_RUNTIME_DIR` and `$TMPDIR` are added per run, owned by the workload,
+# mode 0700.
 HIDDEN_TREES = (("/tmp", 0o1777), ("/run", 0o755), ("/var/run", 0o755), ("/dev/shm", 0o1777))
 
 # The host's sysfs is writable by a root-run workload even without capabilities (file modes only: e.g.
@@ -276,16 +277,25 @@ def _ancestors_below(path: str, root: str) -> list[str]:
     return found[::-1]
 
 
-def _hidden_trees(lookup: Lookup, env: Mapping[str, str], workload: Identity) -> list[FreshMount]:
-    candidates = [(path, f"mode={mode:o}") for path, mode in HIDDEN_TREES]
+def _hidden_trees(lookup: Lookup, env: Mapping[str, str], cwd: str, workload: Identity) -> list[FreshMount]:
+    candidates = [(path, f"mode={mode:o}", False) for path, mode in HIDDEN_TREES]
+    private = f"mode=700,uid={workload.uid},gid={workload.gid}"
     runtime_dir = env.get("XDG_RUNTIME_DIR", "")
     if posixpath.isabs(runtime_dir):  # the XDG spec: a relative value is to be ignored
-        candidates.append((runtime_dir, f"mode=700,uid={workload.uid},gid={workload.gid}"))
+        candidates.append((runtime_dir, private, False))
+    # $TMPDIR holds sockets too (ssh-agent's): hidden like the runtime dir, and kept as an empty directory so
+    # the programs it is set for still find it; never when it holds the working directory or the home.
+    tmpdir = env.get("TMPDIR", "")
+    if posixpath.isabs(tmpdir):
+        candidates.append((tmpdir, private, True))
+    keep = [lookup(path).canonical for path in (cwd, env.get("HOME", "")) if posixpath.isabs(path)]
     trees: dict[str, FreshMount] = {}
-    for path, options in candidates:
+    for path, options, spare_ancestors in candidates:
         found = lookup(path)
         if found.kind != "dir" or found.canonical in trees:
             continue  # nothing to hide, or the same tree through a symlink (/var/run -> /run)
+        if spare_ancestors and any(_inside(kept, found.canonical) for kept in keep):
+            continue
         if found.canonical == "/":
             raise UsageError(f"'{path}' leads to '/': boundary will not hide the whole filesystem (check the link)")
         trees[found.canonical] = FreshMount(found.canonical, "tmpfs", options)
@@ -312,7 +322,7 @@ def mount_plan(
     # tmpfs would not work either: the source, opened before, is the dentry the tmpfs is then mounted on, and a
     # bind from it sees the tmpfs.)
     shown = {bind.target for bind, _kind in resolved if bind.source == bind.target}
-    trees = [tree for tree in _hidden_trees(lookup, env, workload) if tree.target not in shown]
+    trees = [tree for tree in _hidden_trees(lookup, env, cwd, workload) if tree.target not in shown]
     roots = [tree.target for tree in trees]
     here = lookup(cwd)
     if (

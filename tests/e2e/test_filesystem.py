@@ -118,6 +118,24 @@ def test_an_abstract_socket_on_the_host_is_unreachable(jail: Jailer) -> None:
         assert canary.hits == before
 
 
+def test_tmpdir_is_an_empty_private_directory_in_the_jail(jail: Jailer, tmp_dir: Path) -> None:
+    """$TMPDIR (here /tmp/<x>, where an ssh-agent socket waits) exists in the jail, empty and writable by the
+    workload (`mktemp` works), and the host's socket in it is out of reach."""
+    with UnixCanary(path=str(tmp_dir / "agent.sock")) as agent:
+        assert _on_the_host(jail.rootless, "unix", str(agent.path))["reply"] == "canary"
+        before = agent.hits
+        probe = shlex.join(probe_argv(["unix", str(agent.path)]))
+        script = f'ls -A "$TMPDIR"; f=$(mktemp) && echo made:"$f"; {probe}; {ALLOWED}'
+        code, out, err = _run(jail, script, env={"TMPDIR": str(tmp_dir)})
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0].startswith(f"made:{tmp_dir}/tmp."), out  # nothing listed: the directory is empty
+        assert [p["result"] for p in _probes(out)] == ["ENOENT"]
+        assert lines[-1] == HELLO
+        assert agent.hits == before
+        assert [p.name for p in tmp_dir.iterdir()] == ["agent.sock"]  # the jail's file stayed in the jail
+
+
 def test_a_working_directory_under_tmp_stays_usable(jail: Jailer, tmp_dir: Path) -> None:
     """`cd /tmp/project && boundary run -- ...`: the project is there, writable; the rest of /tmp is hidden."""
     project = tmp_dir / "project"

@@ -155,6 +155,34 @@ def test_a_runtime_dir_that_is_unset_relative_or_missing_adds_nothing(value: str
     assert plan.mount_plan(host("/tmp"), {"XDG_RUNTIME_DIR": value}, "/", [], ME) == (SYSFS, TMPFS_TMP)
 
 
+PRIVATE_TMPFS = "mode=700,uid=1000,gid=1000"
+
+
+@pytest.mark.parametrize(
+    ("tmpdir", "expected"),
+    [
+        # Outside the standard trees (ssh-agent puts its socket in $TMPDIR): hidden, kept as an empty directory.
+        ("/home/me/tmp", (SYSFS, TMPFS_TMP, plan.FreshMount("/home/me/tmp", "tmpfs", PRIVATE_TMPFS))),
+        # Inside /tmp: made in /tmp's tmpfs and given its own, so programs told to use it find it.
+        (
+            "/tmp/me",
+            (SYSFS, TMPFS_TMP, plan.MakeDir("/tmp/me"), plan.FreshMount("/tmp/me", "tmpfs", PRIVATE_TMPFS)),
+        ),
+        ("/tmp", (SYSFS, TMPFS_TMP)),  # the usual value: /tmp is hidden anyway
+        ("relative", (SYSFS, TMPFS_TMP)),
+        ("/no/such/dir", (SYSFS, TMPFS_TMP)),
+        ("/home/me", (SYSFS, TMPFS_TMP)),  # it holds the home: never hidden
+        ("/home/me/proj", (SYSFS, TMPFS_TMP)),  # it is the working directory: never hidden
+    ],
+)
+def test_tmpdir_is_hidden_like_the_runtime_dir_unless_it_holds_the_work(tmpdir: str, expected: tuple[object]) -> None:
+    """$TMPDIR, wherever it is, gets an empty private tmpfs; not when it is (or holds) the working directory or
+    the home, which must stay visible."""
+    lookup = host("/tmp", "/tmp/me", "/home/me", "/home/me/tmp", "/home/me/proj")
+    env = {"TMPDIR": tmpdir, "HOME": "/home/me"}
+    assert plan.mount_plan(lookup, env, "/home/me/proj", [], ME) == expected
+
+
 def test_a_tree_that_leads_to_the_root_is_refused_naming_it() -> None:
     """A link or variable that resolves to / would hide everything: refused, quoting the value."""
     with pytest.raises(UsageError, match=r"^'/home/me/rt' leads to '/': boundary will not hide"):
