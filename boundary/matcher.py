@@ -137,10 +137,22 @@ def _ports(entries: Iterable[tuple[int, Rule]]) -> frozenset[int]:
     return frozenset(port for _, rule in entries if rule.ports is not None for port in rule.ports)
 
 
+_MAX_REMEMBERED_DESTINATIONS: Final = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The rules for one destination (host, port), in policy order."""
+
+    allows: tuple[Rule, ...]
+    denies: tuple[Rule, ...]
+    unknown: Decision  # the decision when no allow rule is left
+
+
 class Matcher:
     """Decides requests against one policy; build once per policy (it indexes the rules by host)."""
 
-    __slots__ = ("_at", "_under", "policy")
+    __slots__ = ("_at", "_candidates_by_destination", "_under", "policy")
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -158,6 +170,7 @@ class Matcher:
                     _add(under, suffix, side, position, rule)
         self._at = {key: _bucket(*lists) for key, lists in at.items()}
         self._under = {key: _bucket(*lists) for key, lists in under.items()}
+        self._candidates_by_destination: dict[tuple[str, int], _Candidates | Decision] = {}
 
     def _buckets(self, host: str) -> list[_Bucket]:
         """The buckets of every index key naming `host`: O(number of labels) dict lookups."""
@@ -176,22 +189,40 @@ class Matcher:
             buckets.append(bucket)
         return buckets
 
-    def decide(self, request: Request) -> Decision:
-        host = _host_key(request.host)
-        if isinstance(host, Decision):
-            return host
-        buckets = self._buckets(host)
-        if len(buckets) == 1:
-            allow_all = [rule for _, rule in buckets[0].allow]
-            deny_all = [rule for _, rule in buckets[0].deny]
+    def _candidates(self, host: str, port: int) -> _Candidates | Decision:
+        """The rules that could decide a request to `host`:`port`, remembered per destination (an agent talks
+        to few of them, many times); a `Decision` for a host no rule can name."""
+        key = (host, port)
+        found = self._candidates_by_destination.get(key)
+        if found is not None:
+            return found
+        canonical = _host_key(host)
+        if isinstance(canonical, Decision):
+            found = canonical
         else:
-            allow_all = _merged(bucket.allow for bucket in buckets)
-            deny_all = _merged(bucket.deny for bucket in buckets)
-        port = request.port
-        allows = [rule for rule in allow_all if rule.ports is not None and port in rule.ports]
-        denies = [rule for rule in deny_all if rule.ports is None or port in rule.ports]
-        # The reason when nothing allows the request before its method is even looked at.
-        unknown = deny(REASON_PORT_NOT_ALLOWED if allow_all else REASON_NO_MATCHING_RULE)
+            buckets = self._buckets(canonical)
+            if len(buckets) == 1:
+                allow_all = [rule for _, rule in buckets[0].allow]
+                deny_all = [rule for _, rule in buckets[0].deny]
+            else:
+                allow_all = _merged(bucket.allow for bucket in buckets)
+                deny_all = _merged(bucket.deny for bucket in buckets)
+            found = _Candidates(
+                allows=tuple(rule for rule in allow_all if rule.ports is not None and port in rule.ports),
+                denies=tuple(rule for rule in deny_all if rule.ports is None or port in rule.ports),
+                # The reason when nothing allows the request before its method is even looked at.
+                unknown=deny(REASON_PORT_NOT_ALLOWED if allow_all else REASON_NO_MATCHING_RULE),
+            )
+        if len(self._candidates_by_destination) >= _MAX_REMEMBERED_DESTINATIONS:
+            self._candidates_by_destination.clear()  # bounded memory whatever the client asks for
+        self._candidates_by_destination[key] = found
+        return found
+
+    def decide(self, request: Request) -> Decision:
+        candidates = self._candidates(request.host, request.port)
+        if isinstance(candidates, Decision):
+            return candidates
+        allows, denies, unknown = candidates.allows, candidates.denies, candidates.unknown
         if request.method is None:
             if denies:
                 return Decision("deny", REASON_DENIED_BY_RULE, denies[0])
@@ -218,19 +249,19 @@ class Matcher:
         if not allows:
             return unknown
         # Methods are compared exactly: "get" is not GET to every server, and any mismatch only denies.
-        allows = [rule for rule in allows if _method_ok(rule, method)]
-        if not allows:
+        by_method = [rule for rule in allows if _method_ok(rule, method)]
+        if not by_method:
             return deny(REASON_METHOD_NOT_ALLOWED)
-        allows = [rule for rule in allows if rule.matches_path(path)]
-        if not allows:
+        by_path = [rule for rule in by_method if rule.matches_path(path)]
+        if not by_path:
             return deny(REASON_PATH_NOT_ALLOWED)
-        for rule in allows:
+        for rule in by_path:
             if query.satisfies(rule):
                 return Decision("allow", REASON_ALLOWED, rule, target)
         return deny(REASON_QUERY_NOT_ALLOWED)
 
     @staticmethod
-    def _decide_raw(method: str, target: str, allows: list[Rule], denies: list[Rule]) -> Decision:
+    def _decide_raw(method: str, target: str, allows: Sequence[Rule], denies: Sequence[Rule]) -> Decision:
         """A target normalize_path refused: only a `raw_paths` rule may allow it, matched as sent, and then
         every deny rule for the host, port and method counts as matching its path."""
         if not raw_target_matchable(target):

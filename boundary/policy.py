@@ -258,6 +258,11 @@ _UNRESERVED: Final = frozenset(string.ascii_letters + string.digits + "-._~")
 _VISIBLE_ASCII: Final = re.compile(r"[!-~]*")
 _ESCAPE: Final = re.compile(r"%([0-9A-Fa-f]{2})?")
 _SLASHES: Final = re.compile(r"//+")
+# Paths normalize_path leaves as they are, recognised in one match: segments of unreserved and sub-delim
+# characters that do not start with '.' (so no dot segment), no empty segment, no escape; a visible query
+# without '#'.
+_PLAIN_PATH: Final = re.compile(r"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-._~!$&'()*+,;=:@]*)+/?|/")
+_PLAIN_QUERY: Final = re.compile(r"[!-\"$-~]*")
 # Escapes a server may decode *before* splitting the path, changing which segments there are.
 _SPLITTING_ESCAPES: Final = {"%2F": "encoded '/'", "%5C": "encoded '\\'", "%00": "encoded NUL"}
 
@@ -273,11 +278,17 @@ def normalize_path(target: str) -> str:
     segments removed (RFC 3986 5.2.4). The query is kept verbatim. The result is what gets matched *and*
     forwarded, so the upstream server sees exactly the path that was checked.
     """
+    path, question, query = target.partition("?")
+    if _PLAIN_PATH.fullmatch(path) and _PLAIN_QUERY.fullmatch(query):
+        return target  # the common case, already canonical: no escape, no empty or dot segment
+    return _normalize_path_fully(target, path, question, query)
+
+
+def _normalize_path_fully(target: str, path: str, question: str, query: str) -> str:
     if not _VISIBLE_ASCII.fullmatch(target):
         raise AmbiguousPathError("control, space or non-ASCII character")
     if "#" in target:
         raise AmbiguousPathError("fragment '#' in request target")
-    path, question, query = target.partition("?")
     if not path.startswith("/"):
         raise AmbiguousPathError("does not start with '/'")
     if "\\" in path:

@@ -29,7 +29,17 @@ from boundary.matcher import (
     deny,
     normalize_path,
 )
-from boundary.policy import DEFAULT_PORTS, Policy, Rule, normalize_host, parse_policy, query_readings
+from boundary.policy import (
+    _PLAIN_PATH,
+    _PLAIN_QUERY,
+    DEFAULT_PORTS,
+    Policy,
+    Rule,
+    _normalize_path_fully,
+    normalize_host,
+    parse_policy,
+    query_readings,
+)
 
 POLICY_TEXT = """\
 version: 1
@@ -387,6 +397,15 @@ def test_decide_never_raises(host: str, port: int, method: str | None, path: str
 
 
 VISIBLE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E)).map(lambda text: "/" + text)
+
+
+@given(target=st.one_of(TARGETS, SAFE_TARGETS, VISIBLE))
+def test_the_fast_path_for_plain_targets_agrees_with_full_normalization(target: str) -> None:
+    """`normalize_path` returns targets it recognises as already canonical unchanged, without the full work:
+    for each of them, the full normalization gives that very target."""
+    path, question, query = target.partition("?")
+    if _PLAIN_PATH.fullmatch(path) and _PLAIN_QUERY.fullmatch(query):
+        assert normalize_path(target) == target == _normalize_path_fully(target, path, question, query)
 
 
 @given(target=st.one_of(TARGETS, SAFE_TARGETS, VISIBLE))
