@@ -22,8 +22,8 @@ import pytest
 from tests.e2e.conftest import Jailer
 from tests.integration.jail.conftest import probe_argv
 from tests.support import tools
+from tests.support.canaries import UnixCanary
 from tests.support.runner import make_user_dir, run_boundary, run_command
-from tests.support.unixcanary import UnixCanary
 
 ALLOWED = "curl -sS --max-time 20 https://allowed.test/hello"
 HELLO = "hello from allowed.test"
@@ -79,16 +79,16 @@ def test_host_sockets_in_tmp_and_the_runtime_dir_are_out_of_reach(jail: Jailer, 
     runtime = make_user_dir("boundary-e2e-xdg-")
     try:
         runtime.chmod(0o700)
-        with UnixCanary(path=str(tmp_dir / "X0")) as x11, UnixCanary(path=str(runtime / "bus")) as bus:
+        with UnixCanary(str(tmp_dir / "X0")) as x11, UnixCanary(str(runtime / "bus")) as bus:
             for canary in (x11, bus):
                 assert _on_the_host(jail.rootless, "unix", str(canary.path))["reply"] == "canary"
-            before = (x11.hits, bus.hits)
+            before = (x11.heard, bus.heard)
             probes = probe_argv(["unix", str(x11.path)], ["unix", str(bus.path)])
             code, out, err = _run(jail, f"{ALLOWED}; echo; {shlex.join(probes)}", env={"XDG_RUNTIME_DIR": str(runtime)})
             assert code == 0, err
             assert out.startswith(HELLO + "\n")
             assert [p["result"] for p in _probes(out)] == ["ENOENT", "ENOENT"]
-            assert (x11.hits, bus.hits) == before
+            assert (x11.heard, bus.heard) == before
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
 
@@ -97,33 +97,33 @@ def test_host_sockets_in_tmp_and_the_runtime_dir_are_out_of_reach(jail: Jailer, 
 def test_a_host_socket_in_run_is_out_of_reach(jail: Jailer) -> None:
     """A socket in /run (docker.sock) is in the jail neither at /run nor through /var/run."""
     name = f"boundary-e2e-{secrets.token_hex(4)}.sock"
-    with UnixCanary(path=f"/run/{name}") as canary:
+    with UnixCanary(f"/run/{name}") as canary:
         assert _on_the_host(jail.rootless, "unix", f"/run/{name}")["reply"] == "canary"
-        before = canary.hits
+        before = canary.heard
         code, out, err = _run(jail, shlex.join(probe_argv(["unix", f"/run/{name}"], ["unix", f"/var/run/{name}"])))
         assert code == 0, err
         assert [p["result"] for p in _probes(out)] == ["ENOENT", "ENOENT"]
-        assert canary.hits == before
+        assert canary.heard == before
 
 
 def test_an_abstract_socket_on_the_host_is_unreachable(jail: Jailer) -> None:
     """An abstract unix socket belongs to the host's network namespace: refused in the jail, nothing accepted."""
     name = f"boundary-e2e-{secrets.token_hex(4)}"
-    with UnixCanary(abstract=name) as canary:
-        assert _on_the_host(jail.rootless, "abstract", name)["reply"] == "canary"
-        before = canary.hits
-        code, out, err = _run(jail, shlex.join(probe_argv(["abstract", name])))
+    with UnixCanary(f"@{name}") as canary:
+        assert _on_the_host(jail.rootless, "unix", canary.path)["reply"] == "canary"
+        before = canary.heard
+        code, out, err = _run(jail, shlex.join(probe_argv(["unix", canary.path])))
         assert code == 0, err
         assert [p["result"] for p in _probes(out)] == ["ECONNREFUSED"]
-        assert canary.hits == before
+        assert canary.heard == before
 
 
 def test_tmpdir_is_an_empty_private_directory_in_the_jail(jail: Jailer, tmp_dir: Path) -> None:
     """$TMPDIR (here /tmp/<x>, where an ssh-agent socket waits) exists in the jail, empty and writable by the
     workload (`mktemp` works), and the host's socket in it is out of reach."""
-    with UnixCanary(path=str(tmp_dir / "agent.sock")) as agent:
+    with UnixCanary(str(tmp_dir / "agent.sock")) as agent:
         assert _on_the_host(jail.rootless, "unix", str(agent.path))["reply"] == "canary"
-        before = agent.hits
+        before = agent.heard
         probe = shlex.join(probe_argv(["unix", str(agent.path)]))
         script = f'ls -A "$TMPDIR"; f=$(mktemp) && echo made:"$f"; {probe}; {ALLOWED}'
         code, out, err = _run(jail, script, env={"TMPDIR": str(tmp_dir)})
@@ -132,7 +132,7 @@ def test_tmpdir_is_an_empty_private_directory_in_the_jail(jail: Jailer, tmp_dir:
         assert lines[0].startswith(f"made:{tmp_dir}/tmp."), out  # nothing listed: the directory is empty
         assert [p["result"] for p in _probes(out)] == ["ENOENT"]
         assert lines[-1] == HELLO
-        assert agent.hits == before
+        assert agent.heard == before
         assert [p.name for p in tmp_dir.iterdir()] == ["agent.sock"]  # the jail's file stayed in the jail
 
 

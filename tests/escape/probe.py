@@ -5,6 +5,7 @@
 ``+`` separates probes, so one interpreter start serves a whole test. Every outcome is data (``ok``, a reply,
 or the errno's name): a probe never raises, so the test sees exactly how each attempt ended. The result key
 is always ``result``; ``ok``/``reply``/``answer`` mean the attempt got somewhere, anything else is how it failed.
+The probes shared with tests/integration/jail/probe.py (udp, icmp, raw, unix) live in tests/support/probing.py.
 
 Probes:
 
@@ -12,9 +13,10 @@ Probes:
                                 ``\\r\\n`` is a line break) and CRLF, read a reply;
 * ``udp HOST PORT [SEND]``      send one datagram (IPv6 if HOST has a colon), wait 1 s for any answer;
 * ``icmp HOST``                 an echo request through a ping socket, then through a raw socket;
-* ``raw``                       open raw IPv4/IPv6 sockets and a packet socket;
+* ``raw``                       open raw IPv4 (also ICMP), IPv6 and packet sockets;
 * ``dns SERVER PROTO NAME TYPE`` one query (PROTO ``udp`` or ``tcp``) straight to SERVER:53;
-* ``unix PATH``                 connect to a unix stream socket (``@name``: the abstract namespace) and send;
+* ``unix PATH``                 connect to a unix stream socket (``@name``: the abstract namespace), send a
+                                line, read one;
 * ``loopback PORT``             connect to 127.0.0.1:PORT, then listen there itself and connect again;
 * ``ptrace PID...``             PTRACE_ATTACH to each PID, then to every other PID visible in /proc;
 * ``setns [PID...]``            setns() into the namespaces of PID 1 and each PID, also from a nested userns;
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import signal
 import socket
@@ -37,88 +38,27 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-TIMEOUT = 3.0
-ICMP_ECHO = bytes([8, 0, 0xF7, 0xFF, 0, 0, 0, 0])  # type 8, code 0, checksum of an all-zero echo
+from tests.support.probing import TIMEOUT, Probe, error_name, family, icmp, raw, run_probes, udp_exchange, unix
+
 PTRACE_ATTACH, PTRACE_DETACH = 16, 17
 CLONE_NEWUSER = 0x10000000
 
 
-def _error(exc: OSError) -> str:
-    if isinstance(exc, TimeoutError) or exc.errno is None:
-        return "timeout"
-    return errno.errorcode.get(exc.errno, str(exc.errno))
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
 def tcp(host: str, port: str, send: str = "hello") -> dict[str, Any]:
     try:
-        with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+        with socket.socket(family(host), socket.SOCK_STREAM) as sock:
             sock.settimeout(TIMEOUT)
             sock.connect((host, int(port)))
             sock.sendall(send.replace("\\r\\n", "\r\n").encode() + b"\r\n")
             reply = sock.recv(200)
     except OSError as exc:
-        return {"result": _error(exc)}
+        return {"result": error_name(exc)}
     # The proxy closing on us without a word is how a denied non-HTTP stream ends.
     return {"result": "reply", "data": reply.decode(errors="replace")} if reply else {"result": "closed"}
 
 
 def udp(host: str, port: str, send: str = "") -> dict[str, Any]:
-    payload = (send or f"escape to {host}:{port}").encode()
-    with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
-        sock.settimeout(1)
-        try:
-            sock.sendto(payload, (host, int(port)))
-        except OSError as exc:
-            return {"result": _error(exc), "stage": "send"}
-        try:
-            data, peer = sock.recvfrom(4096)
-        except OSError as exc:
-            return {"result": _error(exc), "stage": "receive"}
-    return {"result": "reply", "data": data.decode(errors="replace"), "peer": str(peer[0])}
-
-
-def _icmp_via(kind: int, host: str) -> dict[str, Any]:
-    try:
-        sock = socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP)
-    except OSError as exc:
-        return {"result": _error(exc), "stage": "socket"}
-    with sock:
-        sock.settimeout(1)
-        try:
-            sock.sendto(ICMP_ECHO, (host, 0))
-        except OSError as exc:
-            return {"result": _error(exc), "stage": "send"}
-        try:
-            sock.recvfrom(4096)
-        except OSError as exc:
-            return {"result": _error(exc), "stage": "receive"}
-    return {"result": "reply"}
-
-
-def icmp(host: str) -> dict[str, Any]:
-    ping, raw_sock = _icmp_via(socket.SOCK_DGRAM, host), _icmp_via(socket.SOCK_RAW, host)
-    worst = "reply" if "reply" in (ping["result"], raw_sock["result"]) else "failed"
-    return {"result": worst, "ping_socket": ping, "raw_socket": raw_sock}
-
-
-def raw() -> dict[str, Any]:
-    outcomes = {}
-    for name, family, kind, proto in (
-        ("inet_raw", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW),
-        ("inet_icmp_raw", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
-        ("inet6_raw", socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW),
-        ("packet", socket.AF_PACKET, socket.SOCK_RAW, 0x0300),  # htons(ETH_P_ALL)
-    ):
-        try:
-            socket.socket(family, kind, proto).close()
-            outcomes[name] = "ok"
-        except OSError as exc:
-            outcomes[name] = _error(exc)
-    return {"result": "ok" if "ok" in outcomes.values() else "failed", "sockets": outcomes}
+    return udp_exchange(host, port, (send or f"escape to {host}:{port}").encode(), wait=1)
 
 
 def _query(name: str, qtype: str) -> bytes:
@@ -160,20 +100,8 @@ def dns(server: str, proto: str, name: str, qtype: str = "A") -> dict[str, Any]:
                 (length,) = struct.unpack(">H", stream.read(2))
                 reply = stream.read(length)
     except (OSError, struct.error) as exc:
-        return {"result": _error(exc) if isinstance(exc, OSError) else "truncated"}
+        return {"result": error_name(exc) if isinstance(exc, OSError) else "truncated"}
     return _answers(reply)
-
-
-def unix(path: str) -> dict[str, Any]:
-    address = "\0" + path[1:] if path.startswith("@") else path
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(TIMEOUT)
-            sock.connect(address)
-            sock.sendall(b"escaped through a unix socket\n")
-    except OSError as exc:
-        return {"result": _error(exc)}
-    return {"result": "ok"}
 
 
 def loopback(port: str) -> dict[str, Any]:
@@ -183,7 +111,7 @@ def loopback(port: str) -> dict[str, Any]:
         try:
             server.bind(("127.0.0.1", int(port)))
         except OSError as exc:
-            return {"result": "bind-" + _error(exc), "before": before}
+            return {"result": "bind-" + error_name(exc), "before": before}
         server.listen(1)
         with socket.create_connection(("127.0.0.1", int(port)), timeout=TIMEOUT) as client:
             peer, _ = server.accept()
@@ -217,13 +145,13 @@ def _setns_all(libc: ctypes.CDLL, pids: list[str]) -> dict[str, str]:
         try:
             kinds = sorted(os.listdir(f"/proc/{pid}/ns"))
         except OSError as exc:
-            outcomes[pid] = _error(exc)
+            outcomes[pid] = error_name(exc)
             continue
         for kind in kinds:
             try:
                 fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY)
             except OSError as exc:
-                outcomes[f"{pid}/{kind}"] = "open-" + _error(exc)
+                outcomes[f"{pid}/{kind}"] = "open-" + error_name(exc)
                 continue
             try:
                 ok = libc.setns(fd, 0) == 0
@@ -250,7 +178,7 @@ def setns(*pids: str) -> dict[str, Any]:
             ["nsenter", "-t", "1", "-n", "-m", "true"], capture_output=True, timeout=10, check=False
         ).returncode
     except OSError as exc:
-        entered = _error(exc)
+        entered = error_name(exc)
     escaped = "ok" in direct.values() or (isinstance(nested, dict) and "ok" in nested.values()) or entered == 0
     return {"result": "ok" if escaped else "failed", "direct": direct, "nested": nested, "nsenter": entered}
 
@@ -278,7 +206,7 @@ def netadmin(host_netns_inode: str) -> dict[str, Any]:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
             outcomes[" ".join(argv[1:])] = done.returncode
         except OSError as exc:
-            outcomes[" ".join(argv[1:])] = _error(exc)
+            outcomes[" ".join(argv[1:])] = error_name(exc)
     return {"result": "ok" if 0 in outcomes.values() else "failed", "commands": outcomes}
 
 
@@ -296,7 +224,7 @@ def killall() -> dict[str, Any]:
                 os.kill(int(name), signum)
                 tried.append("sent")
             except OSError as exc:
-                tried.append(_error(exc))
+                tried.append(error_name(exc))
         outcomes[name] = tried
     return {"result": "done", "signalled": outcomes}
 
@@ -355,7 +283,7 @@ def tamper(*paths: str) -> dict[str, Any]:
             _create_beside(directory)
             outcomes[directory] = {"create": "ok"}
         except OSError as exc:
-            outcomes[directory] = {"create": _error(exc)}
+            outcomes[directory] = {"create": error_name(exc)}
     for path in [p for p in paths if not os.path.isdir(p)] + files:
         tried: dict[str, str] = {}
         for name, attempt in _TAMPERING.items():
@@ -363,13 +291,13 @@ def tamper(*paths: str) -> dict[str, Any]:
                 attempt(path)
                 tried[name] = "ok"
             except OSError as exc:
-                tried[name] = _error(exc)
+                tried[name] = error_name(exc)
         outcomes[path] = tried
     done = any(outcome == "ok" for tried in outcomes.values() for outcome in tried.values())
     return {"result": "ok" if done else "failed", "files": outcomes}
 
 
-PROBES: dict[str, Callable[..., dict[str, Any]]] = {
+PROBES: dict[str, Probe] = {
     "tcp": tcp,
     "udp": udp,
     "icmp": icmp,
@@ -386,18 +314,5 @@ PROBES: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def main(argv: list[str]) -> int:
-    groups: list[list[str]] = [[]]
-    for arg in argv:
-        if arg == "+":
-            groups.append([])
-        else:
-            groups[-1].append(arg)
-    for name, *args in (group for group in groups if group):
-        outcome = PROBES[name](*args)
-        print(json.dumps({"probe": name, "args": args, **outcome}), flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_probes(PROBES, sys.argv[1:]))

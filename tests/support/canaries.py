@@ -4,7 +4,8 @@
 reach a host service: UDP datagrams (:class:`UdpCanary`) and unix stream sockets, by path or in the abstract
 namespace (:class:`UnixCanary`). Each runs one daemon thread with a blocking socket and a short timeout, so
 closing it takes at most that long. IP listeners bind the address they are given (the test decides whether a
-non-loopback address of the host is fair game); nothing here sends anything.
+non-loopback address of the host is fair game). Only the unix canary answers, one line to whoever reached it,
+so a control connection from outside the jail can prove it listens.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
+
+from tests.support.upstreams import ClosesOnExit
 
 __all__ = ["Heard", "UdpCanary", "UnixCanary"]
 
@@ -30,8 +31,8 @@ class Heard:
     data: bytes
 
 
-class _Listener:
-    """The common life cycle: a socket, a thread that records into ``heard``, ``close()`` to stop."""
+class _Listener(ClosesOnExit):
+    """The common life cycle: a socket, a thread that records into ``heard``, ``close()`` (or ``with``) to stop."""
 
     def __init__(self, sock: socket.socket, name: str) -> None:
         self._sock = sock
@@ -66,14 +67,6 @@ class _Listener:
         self._thread.join(5)
         self._sock.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 class UdpCanary(_Listener):
     """A UDP socket on ``host`` (an ephemeral port unless ``port`` is given) that records every datagram."""
@@ -92,7 +85,9 @@ class UdpCanary(_Listener):
 
 
 class UnixCanary(_Listener):
-    """A unix stream listener at ``path`` (``@name``: the abstract namespace) that records every connection.
+    """A unix stream listener at ``path`` (``@name``: the abstract namespace, in the creating process's network
+    namespace) that records every connection with the first bytes the client sent within `_POLL`, then answers
+    ``canary`` and a newline: a client that has read the answer has been recorded.
 
     A file socket is made mode 0777, so any uid that can reach its directory can connect: a canary nobody may
     connect to would prove nothing about the jail. Its file is removed on close.
@@ -116,9 +111,11 @@ class UnixCanary(_Listener):
             conn.settimeout(_POLL)
             try:
                 data = conn.recv(4096)
-            except TimeoutError:
+            except OSError:  # nothing sent in time, or the client reset: the connection is what counts
                 data = b""
-        self._record(self.path, data)
+            self._record(self.path, data)
+            with contextlib.suppress(OSError):  # the client may be gone already
+                conn.sendall(b"canary\n")
 
     def close(self) -> None:
         super().close()

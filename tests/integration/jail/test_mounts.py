@@ -22,8 +22,8 @@ import pytest
 from boundary.jail.plan import RESOLV_CONF
 from tests.integration.jail.conftest import JailRunner, probe_argv
 from tests.support import tools
+from tests.support.canaries import UnixCanary
 from tests.support.runner import make_user_dir, run_command
-from tests.support.unixcanary import UnixCanary
 
 
 def _owned_by_workload(path: Path, rootless: bool) -> Path:
@@ -53,12 +53,12 @@ def test_a_unix_socket_in_tmp_is_out_of_reach(jail: JailRunner, rootless: bool, 
     """A host socket in /tmp that the workload's user reaches on the host (think /tmp/.X11-unix/X0 or an
     ssh-agent): in the jail the path does not exist, and the listener accepts nothing."""
     path = str(tmp_dir / "agent.sock")
-    with UnixCanary(path=path) as canary:
+    with UnixCanary(path) as canary:
         assert _on_the_host(rootless, "unix", path)["reply"] == "canary"
-        before = canary.hits
+        before = canary.heard
         run = jail.probe(["unix", path])
         assert [p["result"] for p in run.probes()] == ["ENOENT"], run.describe()
-        assert canary.hits == before
+        assert canary.heard == before
 
 
 @pytest.mark.root
@@ -66,12 +66,12 @@ def test_a_unix_socket_in_run_is_out_of_reach_also_through_var_run(jail: JailRun
     """A host socket in /run (docker.sock, the D-Bus system bus) is not in the jail, neither at its path nor
     through the /var/run link; the listener accepts nothing. (Only root may create one in /run.)"""
     name = f"boundary-it-{secrets.token_hex(4)}.sock"
-    with UnixCanary(path=f"/run/{name}") as canary:
+    with UnixCanary(f"/run/{name}") as canary:
         assert _on_the_host(rootless, "unix", f"/var/run/{name}")["reply"] == "canary"
-        before = canary.hits
+        before = canary.heard
         run = jail.probe(["unix", f"/run/{name}"], ["unix", f"/var/run/{name}"])
         assert [p["result"] for p in run.probes()] == ["ENOENT", "ENOENT"], run.describe()
-        assert canary.hits == before
+        assert canary.heard == before
 
 
 def test_the_runtime_dir_is_hidden_but_exists_for_the_workload(jail: JailRunner, rootless: bool) -> None:
@@ -81,9 +81,9 @@ def test_the_runtime_dir_is_hidden_but_exists_for_the_workload(jail: JailRunner,
     try:
         runtime.chmod(0o700)
         path = str(runtime / "bus")
-        with UnixCanary(path=path) as canary:
+        with UnixCanary(path) as canary:
             assert _on_the_host(rootless, "unix", path)["reply"] == "canary"
-            before = canary.hits
+            before = canary.heard
             script = (
                 f'echo "entries=$(ls -A {runtime} | wc -l)"\n'
                 f'echo "stat=$(stat -c "%a %u" {runtime})"\n'
@@ -94,7 +94,7 @@ def test_the_runtime_dir_is_hidden_but_exists_for_the_workload(jail: JailRunner,
             assert run.value("entries") == "0", run.describe()
             assert run.value("stat") == f"700 {uid}"
             assert [p["result"] for p in run.probes()] == ["ENOENT"]
-            assert canary.hits == before
+            assert canary.heard == before
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
 
@@ -103,12 +103,12 @@ def test_an_abstract_unix_socket_on_the_host_is_unreachable(jail: JailRunner, ro
     """Abstract unix sockets (no file: X11 and D-Bus often listen on one too) belong to a network namespace: the
     jail's own netns has none of the host's, so the connection is refused and the listener accepts nothing."""
     name = f"boundary-it-{secrets.token_hex(4)}"
-    with UnixCanary(abstract=name) as canary:
-        assert _on_the_host(rootless, "abstract", name)["reply"] == "canary"
-        before = canary.hits
-        run = jail.probe(["abstract", name])
+    with UnixCanary(f"@{name}") as canary:
+        assert _on_the_host(rootless, "unix", canary.path)["reply"] == "canary"
+        before = canary.heard
+        run = jail.probe(["unix", canary.path])
         assert [p["result"] for p in run.probes()] == ["ECONNREFUSED"], run.describe()
-        assert canary.hits == before
+        assert canary.heard == before
 
 
 def test_boundarys_files_from_a_rundir_in_tmp_survive_the_cover(jail: JailRunner) -> None:
