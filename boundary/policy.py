@@ -33,7 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, Literal, NoReturn, cast
+from typing import Any, Final, Literal, NoReturn, TypeGuard, cast
 from urllib.parse import unquote, unquote_plus
 
 import yaml
@@ -61,17 +61,21 @@ __all__ = [
     "Table",
     "ValueType",
     "broad_reason",
+    "compose_yaml",
     "domain_pattern_matches",
     "domain_pattern_parts",
     "is_canonical_host",
     "is_ip_literal",
+    "is_str_node",
     "load_policy",
+    "node_line",
     "normalize_domain_pattern",
     "normalize_host",
     "normalize_path",
     "parse_policy",
     "query_readings",
     "raw_target_matchable",
+    "show_node",
     "star_matches",
 ]
 
@@ -635,31 +639,31 @@ class Table:
 
     def read(self, doc: _Doc, node: Node, at: str) -> _Fields:
         if not isinstance(node, MappingNode):
-            doc.fail(_line(node), at, f"expected {self.expected}, got {_show(node)}")
+            doc.fail(node_line(node), at, f"expected {self.expected}, got {show_node(node)}")
         names = {key.name for key in self.keys}
         nodes: dict[str, Node] = {}
         first_seen: dict[str, int] = {}
         for key, value in node.value:
-            if not _is_str(key):
-                doc.fail(_line(key), at, f"expected a string key, got {_show(key)}")
+            if not is_str_node(key):
+                doc.fail(node_line(key), at, f"expected a string key, got {show_node(key)}")
             name = key.value
             if name in first_seen:
-                doc.fail(_line(key), at, f"duplicate key {name!r} (first on line {first_seen[name]})")
+                doc.fail(node_line(key), at, f"duplicate key {name!r} (first on line {first_seen[name]})")
             if name not in names:
                 hint = f" ({self.elsewhere[name]})" if name in self.elsewhere else ""
-                doc.fail(_line(key), at, f"unknown key {name!r}{hint}")
-            first_seen[name] = _line(key)
+                doc.fail(node_line(key), at, f"unknown key {name!r}{hint}")
+            first_seen[name] = node_line(key)
             nodes[name] = value
         for required in self.keys:
             if required.required and required.name not in nodes:
-                doc.fail(_line(node), at, f"missing required key {required.name!r}")
+                doc.fail(node_line(node), at, f"missing required key {required.name!r}")
         if self.exactly_one:
             given = sorted((first_seen[name], name) for name in self.exactly_one if name in nodes)
             if not given:
-                doc.fail(_line(node), at, "missing required key " + " or ".join(map(repr, self.exactly_one)))
+                doc.fail(node_line(node), at, "missing required key " + " or ".join(map(repr, self.exactly_one)))
             if len(given) > 1:
                 doc.fail(given[1][0], at, "use only one of " + " and ".join(repr(name) for _, name in given))
-        fields = _Fields(doc, nodes, at, _line(node), self.action)
+        fields = _Fields(doc, nodes, at, node_line(node), self.action)
         for key in self.keys:
             fields.get(key)
         return fields
@@ -698,19 +702,7 @@ class _Doc:
         return f"{self.source}/{self.rules_seen}" if self.preset else f"{self.source}:{line}"
 
     def compose(self, text: str) -> Node | None:
-        try:
-            return yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            problem = e.problem or e.context
-            if e.problem and e.context:
-                problem = f"{e.problem} ({e.context})"
-            self.fail(mark.line + 1 if mark else 1, "", f"invalid YAML: {problem}")
-        except yaml.reader.ReaderError as e:
-            line = text.count("\n", 0, e.position) + 1
-            self.fail(line, "", f"invalid YAML: unacceptable character #x{e.character:04x}: {e.reason}")
-        except RecursionError:  # the composer recurses once per nesting level
-            self.fail(1, "", "invalid YAML: nested too deeply")
+        return compose_yaml(text, lambda line, message: self.fail(line, "", message))
 
 
 class _Fields:
@@ -739,14 +731,35 @@ class _Fields:
         return value
 
     def line_of(self, name: str) -> int:
-        return _line(self._nodes[name])
+        return node_line(self._nodes[name])
 
 
-def _line(node: Node) -> int:
+# YAML nodes, shared with `policytool` (cases files)
+
+
+def compose_yaml(text: str, fail: Callable[[int, str], NoReturn]) -> Node | None:
+    """The node tree of `text` (None if it holds no document); invalid YAML is `fail(line, message)`."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = e.problem or e.context
+        if e.problem and e.context:
+            problem = f"{e.problem} ({e.context})"
+        fail(mark.line + 1 if mark else 1, f"invalid YAML: {problem}")
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        fail(line, f"invalid YAML: unacceptable character #x{e.character:04x}: {e.reason}")
+    except RecursionError:  # the composer recurses once per nesting level
+        fail(1, "invalid YAML: nested too deeply")
+
+
+def node_line(node: Node) -> int:
+    """The 1-based line where `node` starts."""
     return int(node.start_mark.line) + 1
 
 
-def _show(node: Node) -> str:
+def show_node(node: Node) -> str:
     """The value as the author wrote it: strings quoted, other scalars bare, collections by kind."""
     if isinstance(node, SequenceNode):
         return "a list"
@@ -759,7 +772,8 @@ def _show(node: Node) -> str:
     return str(node.value)
 
 
-def _is_str(node: Node) -> bool:
+def is_str_node(node: Node) -> TypeGuard[ScalarNode]:
+    """A string scalar, quoted or not (YAML 1.1 reads `yes`, `1` and `~` as other types)."""
     return isinstance(node, ScalarNode) and node.tag == _STR
 
 
@@ -770,7 +784,7 @@ def _is_null(node: Node) -> bool:
 class VersionType(ValueType[int]):
     def parse(self, fields: _Fields, node: Node, at: str) -> int:
         if not (isinstance(node, ScalarNode) and node.tag == _INT and node.value == "1"):
-            fields.doc.fail(_line(node), at, f"unsupported version {_show(node)} (expected 1)")
+            fields.doc.fail(node_line(node), at, f"unsupported version {show_node(node)} (expected 1)")
         return 1
 
     def schema(self) -> dict[str, Any]:
@@ -780,7 +794,7 @@ class VersionType(ValueType[int]):
 class FlagType(ValueType[bool]):
     def parse(self, fields: _Fields, node: Node, at: str) -> bool:
         if not (isinstance(node, ScalarNode) and node.tag == _BOOL):
-            fields.doc.fail(_line(node), at, f"expected true or false, got {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"expected true or false, got {show_node(node)}")
         return str(node.value).lower() in ("true", "yes", "on")
 
     def schema(self) -> dict[str, Any]:
@@ -789,8 +803,8 @@ class FlagType(ValueType[bool]):
 
 class CommentType(ValueType[str]):
     def parse(self, fields: _Fields, node: Node, at: str) -> str:
-        if not _is_str(node):
-            fields.doc.fail(_line(node), at, f"expected a comment (a string), got {_show(node)}")
+        if not is_str_node(node):
+            fields.doc.fail(node_line(node), at, f"expected a comment (a string), got {show_node(node)}")
         return str(node.value)
 
     def schema(self) -> dict[str, Any]:
@@ -799,14 +813,16 @@ class CommentType(ValueType[str]):
 
 class IdType(ValueType[str]):
     def parse(self, fields: _Fields, node: Node, at: str) -> str:
-        if not _is_str(node):
-            fields.doc.fail(_line(node), at, f"expected an id (a string), got {_show(node)}")
+        if not is_str_node(node):
+            fields.doc.fail(node_line(node), at, f"expected an id (a string), got {show_node(node)}")
         text = str(node.value)
         if not _ID.fullmatch(text):
             rule = "letters, digits and '._:/@+-', starting with a letter or digit, at most 100 characters"
-            fields.doc.fail(_line(node), at, f"invalid id {_show(node)}: {rule}")
+            fields.doc.fail(node_line(node), at, f"invalid id {show_node(node)}: {rule}")
         if text.startswith(PRESET_PREFIX) and not fields.doc.preset:
-            fields.doc.fail(_line(node), at, f"invalid id {_show(node)}: {PRESET_PREFIX!r} is reserved for presets")
+            fields.doc.fail(
+                node_line(node), at, f"invalid id {show_node(node)}: {PRESET_PREFIX!r} is reserved for presets"
+            )
         return text
 
     def schema(self) -> dict[str, Any]:
@@ -816,10 +832,10 @@ class IdType(ValueType[str]):
 class PortType(ValueType[int]):
     def parse(self, fields: _Fields, node: Node, at: str) -> int:
         if not (isinstance(node, ScalarNode) and node.tag == _INT and _DECIMAL.fullmatch(node.value)):
-            fields.doc.fail(_line(node), at, f"expected a port number, got {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"expected a port number, got {show_node(node)}")
         port = int(node.value)
         if not 1 <= port <= 65535:
-            fields.doc.fail(_line(node), at, f"port {port} out of range (1-65535)")
+            fields.doc.fail(node_line(node), at, f"port {port} out of range (1-65535)")
         return port
 
     def schema(self) -> dict[str, Any]:
@@ -828,11 +844,11 @@ class PortType(ValueType[int]):
 
 class MethodType(ValueType[str]):
     def parse(self, fields: _Fields, node: Node, at: str) -> str:
-        if not _is_str(node):
-            fields.doc.fail(_line(node), at, f"expected a method name, got {_show(node)}")
+        if not is_str_node(node):
+            fields.doc.fail(node_line(node), at, f"expected a method name, got {show_node(node)}")
         method = str(node.value).upper()
         if method != ANY_METHOD and method not in KNOWN_METHODS:
-            fields.doc.fail(_line(node), at, f"unknown method {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"unknown method {show_node(node)}")
         return method
 
     def schema(self) -> dict[str, Any]:
@@ -845,19 +861,19 @@ class HostPatternType(ValueType[str]):
     def parse(self, fields: _Fields, node: Node, at: str) -> str:
         # A bare 2130706433 or 127.1 is an int or a float to YAML, and still an address to inet_aton.
         if not (isinstance(node, ScalarNode) and node.tag in (_STR, _INT, _FLOAT)):
-            fields.doc.fail(_line(node), at, f"expected a host name, got {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"expected a host name, got {show_node(node)}")
         text = str(node.value)
         if is_ip_literal(text):
-            fields.doc.fail(_line(node), at, f"IP addresses cannot be named yet: {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"IP addresses cannot be named yet: {show_node(node)}")
         try:
             pattern = normalize_domain_pattern(text)
         except ValueError as e:
-            fields.doc.fail(_line(node), at, f"invalid host name {_show(node)}: {e}")
+            fields.doc.fail(node_line(node), at, f"invalid host name {show_node(node)}: {e}")
         reason = broad_reason(pattern)
         # A deny rule may be as broad as it likes: denying too much never opens a hole.
         if reason and fields.action == "allow" and not fields.get(_ALLOW_BROAD):
             hint = "add 'allow_broad: true' to the rule if you mean it"
-            fields.doc.fail(_line(node), at, f"over-broad domain {_show(node)}: {reason} ({hint})")
+            fields.doc.fail(node_line(node), at, f"over-broad domain {show_node(node)}: {reason} ({hint})")
         return pattern
 
     def schema(self) -> dict[str, Any]:
@@ -866,13 +882,13 @@ class HostPatternType(ValueType[str]):
 
 class PathPatternType(ValueType[str]):
     def parse(self, fields: _Fields, node: Node, at: str) -> str:
-        if not _is_str(node):
-            fields.doc.fail(_line(node), at, f"expected a path pattern, got {_show(node)}")
+        if not is_str_node(node):
+            fields.doc.fail(node_line(node), at, f"expected a path pattern, got {show_node(node)}")
         pattern = str(node.value)
         if not pattern.startswith("/"):
-            fields.doc.fail(_line(node), at, f"path must start with '/': {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"path must start with '/': {show_node(node)}")
         if "?" in pattern:
-            fields.doc.fail(_line(node), at, f"path cannot contain a query: {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"path cannot contain a query: {show_node(node)}")
         raw = bool(fields.get(_RAW_PATHS))
         try:
             normal = normalize_path(pattern)
@@ -880,10 +896,10 @@ class PathPatternType(ValueType[str]):
             if raw and raw_target_matchable(pattern):
                 return pattern
             hint = "" if raw else " (only a rule with 'raw_paths: true' may name it)"
-            fields.doc.fail(_line(node), at, f"ambiguous path {_show(node)}: {e}{hint}")
+            fields.doc.fail(node_line(node), at, f"ambiguous path {show_node(node)}: {e}{hint}")
         if normal != pattern:
             # Requests are normalized before matching, so this pattern could never match as written.
-            fields.doc.fail(_line(node), at, f"path {_show(node)} is not in normal form (write {normal!r})")
+            fields.doc.fail(node_line(node), at, f"path {show_node(node)} is not in normal form (write {normal!r})")
         return pattern
 
     def schema(self) -> dict[str, Any]:
@@ -901,9 +917,9 @@ class ListType[T](ValueType[tuple[T, ...]]):
         if self.nullable and _is_null(node):
             return ()
         if not isinstance(node, SequenceNode):
-            fields.doc.fail(_line(node), at, f"expected a list of {self.what}, got {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"expected a list of {self.what}, got {show_node(node)}")
         if not node.value and self.omitted:
-            fields.doc.fail(_line(node), at, f"empty list ({self.omitted})")
+            fields.doc.fail(node_line(node), at, f"empty list ({self.omitted})")
         return tuple(self.item.parse(fields, item, at) for item in node.value)
 
     def schema(self) -> dict[str, Any]:
@@ -923,7 +939,7 @@ class MethodsType(ValueType[frozenset[str] | None]):
         if ANY_METHOD not in methods:
             return methods
         if len(methods) > 1:
-            fields.doc.fail(_line(node), at, "'*' (any method) cannot be combined with other methods")
+            fields.doc.fail(node_line(node), at, "'*' (any method) cannot be combined with other methods")
         return None
 
     def schema(self) -> dict[str, Any]:
@@ -933,21 +949,23 @@ class MethodsType(ValueType[frozenset[str] | None]):
 class QueryType(ValueType[tuple[tuple[str, str], ...]]):
     def parse(self, fields: _Fields, node: Node, at: str) -> tuple[tuple[str, str], ...]:
         if not isinstance(node, MappingNode):
-            fields.doc.fail(_line(node), at, f"expected a mapping of parameter names to patterns, got {_show(node)}")
+            fields.doc.fail(
+                node_line(node), at, f"expected a mapping of parameter names to patterns, got {show_node(node)}"
+            )
         if not node.value:
-            fields.doc.fail(_line(node), at, "empty mapping (omit 'query' to ignore the query string)")
+            fields.doc.fail(node_line(node), at, "empty mapping (omit 'query' to ignore the query string)")
         pairs: list[tuple[str, str]] = []
         first_seen: dict[str, int] = {}
         for key, value in node.value:
-            if not (_is_str(key) and key.value):
-                fields.doc.fail(_line(key), at, f"expected a parameter name, got {_show(key)}")
+            if not (is_str_node(key) and key.value):
+                fields.doc.fail(node_line(key), at, f"expected a parameter name, got {show_node(key)}")
             name = str(key.value)
             if name in first_seen:
-                fields.doc.fail(_line(key), at, f"duplicate parameter {name!r} (first on line {first_seen[name]})")
-            first_seen[name] = _line(key)
-            if not _is_str(value):
-                problem = f"expected a value pattern (a string; quote numbers), got {_show(value)}"
-                fields.doc.fail(_line(value), f"{at}.{name}", problem)
+                fields.doc.fail(node_line(key), at, f"duplicate parameter {name!r} (first on line {first_seen[name]})")
+            first_seen[name] = node_line(key)
+            if not is_str_node(value):
+                problem = f"expected a value pattern (a string; quote numbers), got {show_node(value)}"
+                fields.doc.fail(node_line(value), f"{at}.{name}", problem)
             pairs.append((name, str(value.value)))
         return tuple(pairs)
 
@@ -969,13 +987,13 @@ class _Include:
 
 class IncludeType(ValueType[_Include]):
     def parse(self, fields: _Fields, node: Node, at: str) -> _Include:
-        if not (_is_str(node) and node.value):
-            fields.doc.fail(_line(node), at, f"expected a file name or 'preset:NAME', got {_show(node)}")
+        if not (is_str_node(node) and node.value):
+            fields.doc.fail(node_line(node), at, f"expected a file name or 'preset:NAME', got {show_node(node)}")
         reference = str(node.value)
         if reference.startswith(PRESET_PREFIX) and reference.removeprefix(PRESET_PREFIX) not in PRESETS:
             known = ", ".join(sorted(PRESETS))
-            fields.doc.fail(_line(node), at, f"unknown preset {_show(node)} (known presets: {known})")
-        return _Include(reference, _line(node), at)
+            fields.doc.fail(node_line(node), at, f"unknown preset {show_node(node)} (known presets: {known})")
+        return _Include(reference, node_line(node), at)
 
     def schema(self) -> dict[str, Any]:
         presets = [
@@ -1002,8 +1020,8 @@ class SettingsType(ValueType[_Settings]):
 
 class NetworkRangeType(ValueType[IPNetwork]):
     def parse(self, fields: _Fields, node: Node, at: str) -> IPNetwork:
-        if not _is_str(node):
-            fields.doc.fail(_line(node), at, f"expected an address range such as 10.0.0.0/8, got {_show(node)}")
+        if not is_str_node(node):
+            fields.doc.fail(node_line(node), at, f"expected an address range such as 10.0.0.0/8, got {show_node(node)}")
         text = str(node.value)
         try:
             return ipaddress.ip_network(text)
@@ -1012,8 +1030,10 @@ class NetworkRangeType(ValueType[IPNetwork]):
                 network = ipaddress.ip_network(text, strict=False)
             except ValueError:
                 problem = "expected an IPv4 or IPv6 address or CIDR range such as 10.0.0.0/8 or fd00::/8"
-                fields.doc.fail(_line(node), at, f"invalid address range {_show(node)}: {problem}")
-            fields.doc.fail(_line(node), at, f"invalid address range {_show(node)}: host bits set (write '{network}')")
+                fields.doc.fail(node_line(node), at, f"invalid address range {show_node(node)}: {problem}")
+            fields.doc.fail(
+                node_line(node), at, f"invalid address range {show_node(node)}: host bits set (write '{network}')"
+            )
 
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "pattern": "^[0-9A-Fa-f.:]+(?:/[0-9]{1,3})?$"}
@@ -1052,7 +1072,7 @@ class RuleListType(ValueType[tuple[_Entry, ...]]):
         if _is_null(node):
             return ()
         if not isinstance(node, SequenceNode):
-            fields.doc.fail(_line(node), at, f"expected a list of rules, got {_show(node)}")
+            fields.doc.fail(node_line(node), at, f"expected a list of rules, got {show_node(node)}")
         return tuple(
             _build_rule(self.table.read(fields.doc, item, f"{at}[{index}]"), fields)
             for index, item in enumerate(node.value)

@@ -25,13 +25,23 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Final, Literal, NoReturn
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from boundary.errors import CasesError, PolicyError, UsageError
 from boundary.lint import lint
 from boundary.matcher import REASON_ALLOWED, REASONS, Decision, Matcher, Request
-from boundary.policy import AmbiguousPathError, Policy, Rule, is_ip_literal, normalize_host, normalize_path
+from boundary.policy import (
+    AmbiguousPathError,
+    Policy,
+    Rule,
+    compose_yaml,
+    is_ip_literal,
+    is_str_node,
+    node_line,
+    normalize_host,
+    normalize_path,
+    show_node,
+)
 
 __all__ = [
     "Case",
@@ -293,7 +303,6 @@ _CASE_KEYS: Final[Mapping[str, Callable[[ScalarNode], str]]] = MappingProxyType(
     {"name": _text, "method": _method, "url": _url, "expect": _expect, "reason": _reason}
 )
 _REQUIRED: Final = ("url", "expect")
-_STR: Final = "tag:yaml.org,2002:str"
 
 
 def parse_cases(text: str, source: str) -> tuple[Case, ...]:
@@ -301,76 +310,50 @@ def parse_cases(text: str, source: str) -> tuple[Case, ...]:
 
     Raises CasesError `SOURCE:LINE: [N].key: message` on the first problem, quoting the value.
     """
-    root = _compose(text, source)
+    root = compose_yaml(text, lambda line, message: _fail(source, line, "", message))
     if root is None or not isinstance(root, SequenceNode):
-        got = "nothing" if root is None else _show(root)
-        _fail(source, 1 if root is None else _line(root), "", f"expected a list of cases, got {got}")
+        got = "nothing" if root is None else show_node(root)
+        _fail(source, 1 if root is None else node_line(root), "", f"expected a list of cases, got {got}")
     if not root.value:
-        _fail(source, _line(root), "", "empty list: a cases file needs at least one case")
+        _fail(source, node_line(root), "", "empty list: a cases file needs at least one case")
     return tuple(_case(item, source, f"[{index}]") for index, item in enumerate(root.value))
 
 
 def _case(node: Node, source: str, at: str) -> Case:
     if not isinstance(node, MappingNode):
-        _fail(source, _line(node), at, f"expected a mapping with 'url' and 'expect', got {_show(node)}")
+        _fail(source, node_line(node), at, f"expected a mapping with 'url' and 'expect', got {show_node(node)}")
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
     for key, value in node.value:
-        if not (isinstance(key, ScalarNode) and key.tag == _STR):
-            _fail(source, _line(key), at, f"expected a string key, got {_show(key)}")
+        if not is_str_node(key):
+            _fail(source, node_line(key), at, f"expected a string key, got {show_node(key)}")
         name = str(key.value)
         if name in lines:
-            _fail(source, _line(key), at, f"duplicate key {name!r} (first on line {lines[name]})")
+            _fail(source, node_line(key), at, f"duplicate key {name!r} (first on line {lines[name]})")
         reader = _CASE_KEYS.get(name)
         if reader is None:
-            _fail(source, _line(key), at, f"unknown key {name!r} (known: {', '.join(_CASE_KEYS)})")
-        lines[name] = _line(key)
-        if not (isinstance(value, ScalarNode) and value.tag == _STR):
-            _fail(source, _line(value), f"{at}.{name}", f"expected a string, got {_show(value)}")
+            _fail(source, node_line(key), at, f"unknown key {name!r} (known: {', '.join(_CASE_KEYS)})")
+        lines[name] = node_line(key)
+        if not is_str_node(value):
+            _fail(source, node_line(value), f"{at}.{name}", f"expected a string, got {show_node(value)}")
         try:
             values[name] = reader(value)
         except ValueError as e:
-            _fail(source, _line(value), f"{at}.{name}", str(e))
+            _fail(source, node_line(value), f"{at}.{name}", str(e))
     for required in _REQUIRED:
         if required not in values:
-            _fail(source, _line(node), at, f"missing required key {required!r}")
+            _fail(source, node_line(node), at, f"missing required key {required!r}")
     expect: Literal["allow", "deny"] = "allow" if values["expect"] == "allow" else "deny"
     reason = values.get("reason")
     if reason is not None and (reason == REASON_ALLOWED) != (expect == "allow"):
         _fail(source, lines["reason"], f"{at}.reason", f"reason {reason!r} contradicts 'expect: {expect}'")
     # Both were checked on their own above, so this cannot fail.
     request = replace(parse_url(values["url"]), method=values.get("method", "GET"))
-    return Case(_line(node), request, values["url"], expect, reason, values.get("name"))
-
-
-def _compose(text: str, source: str) -> Node | None:
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = f"{e.problem} ({e.context})" if e.problem and e.context else e.problem or e.context
-        _fail(source, mark.line + 1 if mark else 1, "", f"invalid YAML: {problem}")
-    except yaml.reader.ReaderError as e:
-        line = text.count("\n", 0, e.position) + 1
-        _fail(source, line, "", f"invalid YAML: unacceptable character #x{e.character:04x}: {e.reason}")
-    except RecursionError:  # the composer recurses once per nesting level
-        _fail(source, 1, "", "invalid YAML: nested too deeply")
+    return Case(node_line(node), request, values["url"], expect, reason, values.get("name"))
 
 
 def _fail(source: str, line: int, at: str, message: str) -> NoReturn:
     raise CasesError(f"{source}:{line}: {at}: {message}" if at else f"{source}:{line}: {message}")
-
-
-def _line(node: Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _show(node: Node) -> str:
-    if isinstance(node, SequenceNode):
-        return "a list"
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    return repr(node.value) if node.tag == _STR else str(node.value)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +27,7 @@ from boundary.matcher import (
     Request,
 )
 from boundary.policy import Policy, load_policy
+from boundary.policytool import parse_url
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
@@ -127,13 +127,9 @@ def relative_policy(name: str) -> Policy:
 
 
 def request(line: str) -> Request:
-    """`METHOD URL` -> a Request, the port from the URL or its scheme."""
+    """`METHOD URL` -> the Request the proxy would see (as `boundary policy explain` reads a URL)."""
     method, url = line.split(" ", 1)
-    parts = urlsplit(url)
-    assert parts.hostname is not None, url
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    port = parts.port or {"http": 80, "https": 443}[parts.scheme]
-    return Request(parts.scheme, parts.hostname, port, method, target)
+    return parse_url(url, method)
 
 
 def decide(name: str, line: str, monkeypatch: pytest.MonkeyPatch) -> Decision:

@@ -6,7 +6,7 @@ import os
 import posixpath
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from hypothesis import given
@@ -27,17 +27,21 @@ from boundary.policy import (
     Policy,
     Rule,
     broad_reason,
+    compose_yaml,
     domain_pattern_matches,
     domain_pattern_parts,
     is_canonical_host,
     is_ip_literal,
+    is_str_node,
     load_policy,
+    node_line,
     normalize_domain_pattern,
     normalize_host,
     normalize_path,
     parse_policy,
     query_readings,
     raw_target_matchable,
+    show_node,
     star_matches,
 )
 
@@ -1721,3 +1725,30 @@ def test_network_errors_in_an_included_file_name_that_file() -> None:
         parse_files(
             {"main.yaml": allow_doc(include="b.yaml"), "b.yaml": "version: 1\nnetwork:\n  allow_private: [x]\n"}
         )
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _raise(line: int, message: str) -> NoReturn:
+    raise _Invalid(line, message)
+
+
+def test_compose_yaml_hands_invalid_yaml_to_the_caller_by_line() -> None:
+    """The YAML reading `policytool` shares: the node tree, None for an empty text, and a syntax error as
+    (line, message) to the caller's `fail`, which adds its own source and exception."""
+    assert compose_yaml("", _raise) is None
+    root = compose_yaml("a: 1\nb: [x, 'y', ~]\n", _raise)
+    assert root is not None and node_line(root) == 1
+    [(_a, one), (_b, items)] = root.value
+    assert (node_line(items), show_node(one), show_node(items), show_node(root)) == (2, "1", "a list", "a mapping")
+    assert [(show_node(item), is_str_node(item)) for item in items.value] == [
+        ("'x'", True),
+        ("'y'", True),
+        ("null", False),
+    ]
+    with pytest.raises(_Invalid) as raised:
+        compose_yaml("a: 1\nb: [\n", _raise)
+    assert raised.value.args[0] == 3
+    assert raised.value.args[1].startswith("invalid YAML: ")

@@ -346,6 +346,8 @@ BAD_CASES = [
     ),
     ("- {1: x}\n", "c.yaml:1: [0]: expected a string key, got 1"),
     ("- {url: 'https://a.example/', expect: yes}\n", "c.yaml:1: [0].expect: expected a string, got yes"),
+    ("- {url: 'https://a.example/', expect: }\n", "c.yaml:1: [0].expect: expected a string, got null"),
+    ("- {url: 'https://a.example/', expect: ~}\n", "c.yaml:1: [0].expect: expected a string, got null"),
     ("- {url: 'https://a.example/', expect: allowed}\n", "c.yaml:1: [0].expect: expected allow or deny, got 'allowed'"),
     ("- {url: [x], expect: allow}\n", "c.yaml:1: [0].url: expected a string, got a list"),
     (
