@@ -335,7 +335,9 @@ def selftest_argv(python: str, policy: str, log: str, ca: str, port: int, root: 
         argv += ["--resolve", f"{host}:443:127.0.0.1:{port}"]
     if root:
         argv += ["--user", "root"]  # not $SUDO_USER, who may not reach this interpreter
-    return [*argv, "--", python, "-I", "-c", _WORKLOAD]
+    # The interpreter itself, not a venv's link to it: a checkout under /tmp is hidden in the jail (-I: the
+    # workload needs the standard library only).
+    return [*argv, "--", os.path.realpath(python), "-I", "-c", _WORKLOAD]
 
 
 _SELFTEST_FIX = (

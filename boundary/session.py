@@ -30,6 +30,8 @@ from boundary.jail.plan import (
     RESOLV_CONF,
     BindRequest,
     Identity,
+    MountAction,
+    hidden_tree_of,
     mount_plan,
     nft_ruleset,
     parse_bind,
@@ -78,6 +80,27 @@ def _check_command(argv: tuple[str, ...], env: dict[str, str]) -> None:
         raise UsageError("no command given: boundary run --policy FILE -- COMMAND [ARGS...]")
     if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
         raise UsageError(f"command not found: '{argv[0]}'")
+
+
+def _check_command_visible(command: str, env: dict[str, str], plan: tuple[MountAction, ...]) -> None:
+    """A command under a tree the jail hides (a tool in /tmp, a venv there) would only fail inside with
+    "No such file": say so before anything starts, and how to show it."""
+    found = shutil.which(command, path=env.get("PATH", os.defpath))
+    if found is None:
+        return
+    absolute = os.path.abspath(found)
+    # The path as the jail will look it up (through any symlink it is), and where it leads.
+    for path in (
+        os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute)),
+        os.path.realpath(absolute),
+    ):
+        tree = hidden_tree_of(plan, path)
+        if tree is not None:
+            top = os.path.join(tree, os.path.relpath(path, tree).split("/")[0])  # e.g. the checkout, not bin/
+            raise UsageError(
+                f"command '{command}' is {path}, under {tree}, which the jail hides (host sockets live there);"
+                f" show it with --bind {top}:ro, or run it from elsewhere"
+            )
 
 
 def _user_binds(texts: tuple[str, ...]) -> tuple[BindRequest, ...]:
@@ -206,6 +229,7 @@ def _run_in(
         ),
         take_terminal=take_terminal,
     )
+    _check_command_visible(options.argv[0], env, spec.mounts)
     print(f"boundary: run {run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)
     jail = helper.start_jail(spec)
     # The jail's binds hold their files now: remove the directory at once, so even a `kill -9` of boundary

@@ -364,3 +364,14 @@ def mount_plan(
             actions.append(bind)
             bound.append(bind.target)
     return tuple(actions)
+
+
+def hidden_tree_of(actions: Sequence[MountAction], path: str) -> str | None:
+    """The hidden tree that leaves `path` (canonical) out of the jail's view, or None when the jail shows it:
+    the last tmpfs or bind mounted on `path` or above it decides."""
+    covering: str | None = None
+    for action in actions:
+        if isinstance(action, FreshMount | Bind) and _inside(path, action.target):
+            hides = isinstance(action, FreshMount) and action.fstype == "tmpfs" and action.target != path
+            covering = action.target if hides else None
+    return covering

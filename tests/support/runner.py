@@ -46,6 +46,7 @@ from typing import IO, Any
 
 import pytest
 
+from boundary.jail.plan import HIDDEN_TREES
 from tests.support.tools import (
     ROOTLESS_USER,
     is_root,
@@ -351,6 +352,21 @@ def run_python(
     )
 
 
+def checkout_shown(args: Sequence[str]) -> list[str]:
+    """`boundary run` ARGS plus a read-only `--bind` of the checkout and the venv where they lie under a tree
+    the jail hides (a clone in /tmp): the jailed commands of the tests (the venv's python, probes, the Claude
+    Code CLI in .cache) live there."""
+    if list(args[:1]) != ["run"]:
+        return list(args)
+    hidden_trees = [Path(tree).resolve() for tree, _mode in HIDDEN_TREES]
+    shown = [p for p in outermost(q.resolve() for q in (repo_root(), venv_dir())) if hidden_below(p, hidden_trees)]
+    return ["run", *(arg for p in shown for arg in ("--bind", f"{p}:ro")), *args[1:]]
+
+
+def hidden_below(path: Path, trees: Iterable[Path]) -> bool:
+    return any(path != tree and path.is_relative_to(tree) for tree in trees)
+
+
 def run_boundary(
     args: list[str],
     *,
@@ -364,7 +380,7 @@ def run_boundary(
 ) -> subprocess.CompletedProcess[bytes]:
     """``python -m boundary ARGS`` from the venv, to completion (see ``run_command``)."""
     return run_python(
-        ["-m", "boundary", *args],
+        ["-m", "boundary", *checkout_shown(args)],
         rootless=rootless,
         env=env,
         cwd=cwd,
@@ -415,7 +431,7 @@ def spawn_boundary(
 ) -> subprocess.Popen[bytes]:
     """``python -m boundary ARGS`` from the venv, started in the background (see ``spawn_command``)."""
     return spawn_python(
-        ["-m", "boundary", *args],
+        ["-m", "boundary", *checkout_shown(args)],
         rootless=rootless,
         env=env,
         cwd=cwd,

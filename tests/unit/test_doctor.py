@@ -7,6 +7,7 @@ The self-test jail itself runs for real in tests/e2e/test_doctor.py, as root and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -235,6 +236,16 @@ def test_selftest_argv(root: bool) -> None:
     assert ("--resolve", f"{SELFTEST_DENIED}:443:127.0.0.1:8443") in pairs
     assert (("--user", "root") in pairs) == root
     assert workload[:3] == ["/venv/python", "-I", "-c"]
+
+
+def test_selftest_workload_is_the_real_interpreter_not_a_venv_link(tmp_path: Path) -> None:
+    """A venv's `bin/python` is a link, and a checkout under /tmp is hidden in the jail: the workload runs the
+    interpreter the link leads to."""
+    link = tmp_path / "python"
+    link.symlink_to(sys.executable)
+    argv = selftest_argv(str(link), "/d/p.yaml", "/d/a.jsonl", "/d/ca.pem", 8443, False)
+    assert argv[0] == str(link)
+    assert argv[argv.index("--") + 1] == os.path.realpath(sys.executable)
 
 
 NONCE = "n0nce"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +18,11 @@ import pytest
 
 from boundary.ca import find_system_bundle, generate_ca
 from boundary.errors import UsageError
-from boundary.jail.plan import BindRequest, Identity
+from boundary.jail.mounts import host_path
+from boundary.jail.plan import BindRequest, Identity, mount_plan
 from boundary.session import (
     _check_command,
+    _check_command_visible,
     _read_upstream_cas,
     _upstream_trust,
     _user_binds,
@@ -239,3 +242,35 @@ def test_binds_are_checked_and_kept_in_order(tmp_path: Path) -> None:
 def test_a_missing_bind_is_refused_quoting_the_value(tmp_path: Path) -> None:
     text = f"{tmp_path / 'gone'}:ro"
     assert usage_error(lambda: _user_binds((text,))) == f"--bind '{text}': no such file or directory"
+
+
+def test_a_command_under_a_hidden_tree_is_refused_with_the_bind_that_shows_it() -> None:
+    """A tool (or a venv's python) under /tmp would fail inside the jail with "No such file": refused before
+    anything starts, naming the tree and the --bind that shows the top directory holding it."""
+    (Path("/tmp") / f"boundary-unit-{os.getpid()}" / "bin").mkdir(parents=True)
+    tool = executable(Path("/tmp") / f"boundary-unit-{os.getpid()}" / "bin" / "tool")
+    try:
+        actions = mount_plan(host_path, {}, "/", [], nobody())
+        message = usage_error(lambda: _check_command_visible(str(tool), {"PATH": "/usr/bin"}, actions))
+        assert message == (
+            f"command '{tool}' is {tool}, under /tmp, which the jail hides (host sockets live there);"
+            f" show it with --bind /tmp/boundary-unit-{os.getpid()}:ro, or run it from elsewhere"
+        )
+        shown = mount_plan(host_path, {}, "/", [BindRequest(str(tool.parent), str(tool.parent), True)], nobody())
+        _check_command_visible(str(tool), {"PATH": "/usr/bin"}, shown)  # shown by a bind: fine
+    finally:
+        shutil.rmtree(tool.parent.parent)
+
+
+def test_a_command_reached_through_a_link_in_a_hidden_tree_is_refused() -> None:
+    """The jail looks the command up by the path given: a link under /tmp to a visible binary is still hidden."""
+    link = Path("/tmp") / f"boundary-unit-link-{os.getpid()}"
+    link.symlink_to("/bin/true")
+    try:
+        actions = mount_plan(host_path, {}, "/", [], nobody())
+        assert "under /tmp, which the jail hides" in usage_error(
+            lambda: _check_command_visible(str(link), {"PATH": "/usr/bin"}, actions)
+        )
+        _check_command_visible("true", {"PATH": "/usr/bin:/bin"}, actions)  # a system tool: fine
+    finally:
+        link.unlink()

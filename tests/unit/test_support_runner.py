@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from boundary.jail.plan import HIDDEN_TREES
 from tests.support.runner import (
     blocking_ancestor,
+    checkout_shown,
     expose_script,
+    hidden_below,
     make_user_dir,
     may_traverse,
     outermost,
@@ -19,6 +22,7 @@ from tests.support.runner import (
     tmp_base,
     topmost_process,
 )
+from tests.support.tools import repo_root
 
 UID, GID = 65534, 65534
 
@@ -149,3 +153,23 @@ def test_topmost_process_is_the_one_whose_parent_is_outside_the_set(
     parents: dict[int, int], expected: int | None
 ) -> None:
     assert topmost_process(set(parents), parents.__getitem__) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "hidden"),
+    [("/tmp/clone", True), ("/tmp", False), ("/var/tmp/clone", False), ("/run/user/0/x", True), ("/tmpx/a", False)],
+)
+def test_hidden_below_means_strictly_inside_a_hidden_tree(path: str, hidden: bool) -> None:
+    """A checkout strictly inside /tmp or /run is hidden in the jail; /tmp itself, or a look-alike, is not."""
+    assert hidden_below(Path(path), [Path("/tmp"), Path("/run")]) is hidden
+
+
+def test_checkout_shown_binds_the_checkout_only_for_run_and_only_where_hidden() -> None:
+    """Other commands pass unchanged; `run` gets a read-only bind of the checkout exactly when it lies under
+    a tree the jail hides (so a clone in /tmp can run its own suite)."""
+    assert checkout_shown(["policy", "check", "p.yaml"]) == ["policy", "check", "p.yaml"]
+    args = checkout_shown(["run", "--policy", "p.yaml", "--", "true"])
+    binds = [args[i + 1] for i, arg in enumerate(args) if arg == "--bind"]
+    assert args[-4:] == ["--policy", "p.yaml", "--", "true"] and args[0] == "run"
+    checkout_hidden = hidden_below(repo_root().resolve(), [Path(t).resolve() for t, _ in HIDDEN_TREES])
+    assert (f"{repo_root().resolve()}:ro" in binds) is checkout_hidden

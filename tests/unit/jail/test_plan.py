@@ -313,3 +313,21 @@ def test_a_bind_of_a_whole_hidden_tree_leaves_it_uncovered() -> None:
     covers."""
     actions = plan.mount_plan(STANDARD, {}, "/", [plan.BindRequest("/tmp", "/tmp", True)], ME)
     assert actions == (SYSFS, plan.Bind("/tmp", "/tmp", readonly=True), TMPFS_RUN, TMPFS_SHM)
+
+
+@pytest.mark.parametrize(
+    ("path", "hidden"),
+    [
+        ("/usr/bin/curl", None),  # outside every hidden tree
+        ("/tmp/tool", "/tmp"),
+        ("/tmp/proj/bin/tool", None),  # the working directory is bound back
+        ("/run/user/1000/app", "/run/user/1000"),  # the runtime dir has a tmpfs of its own, inside /run's
+        ("/run/other", "/run"),
+        ("/tmp", None),  # a hidden tree itself exists (empty)
+    ],
+)
+def test_hidden_tree_of_names_the_tree_that_hides_a_path(path: str, hidden: str | None) -> None:
+    """The last tmpfs or bind over a path decides whether the jail shows it."""
+    lookup = host("/tmp", "/run", "/run/user/1000", "/tmp/proj")
+    actions = plan.mount_plan(lookup, {"XDG_RUNTIME_DIR": "/run/user/1000"}, "/tmp/proj", [], ME)
+    assert plan.hidden_tree_of(actions, path) == hidden
