@@ -358,9 +358,13 @@ def checkout_shown(args: Sequence[str]) -> list[str]:
     Code CLI in .cache) live there."""
     if list(args[:1]) != ["run"]:
         return list(args)
+    return ["run", *(arg for p in hidden_checkout() for arg in ("--bind", f"{p}:ro")), *args[1:]]
+
+
+def hidden_checkout() -> list[Path]:
+    """The checkout and the venv, where they lie under a tree the jail hides."""
     hidden_trees = [Path(tree).resolve() for tree, _mode in HIDDEN_TREES]
-    shown = [p for p in outermost(q.resolve() for q in (repo_root(), venv_dir())) if hidden_below(p, hidden_trees)]
-    return ["run", *(arg for p in shown for arg in ("--bind", f"{p}:ro")), *args[1:]]
+    return [p for p in outermost(q.resolve() for q in (repo_root(), venv_dir())) if hidden_below(p, hidden_trees)]
 
 
 def hidden_below(path: Path, trees: Iterable[Path]) -> bool:

@@ -51,6 +51,9 @@ from boundary.jail.mounts import host_path
 from boundary.jail.netns import NFT
 from boundary.jail.plan import HOSTS, RESOLV_CONF, BindRequest, Identity, mount_plan, nft_ruleset
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the checkout, for tests.support
+from tests.support.runner import hidden_checkout
+
 EVENT_PREFIX = "driver-event "
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h; a getsockopt at level SOL_IP
 FILTER_TABLE = "boundary_filter"
@@ -194,6 +197,8 @@ def main(argv: list[str]) -> int:
             for text in texts:
                 source, _, target = text.partition("=")
                 binds.append(BindRequest(source, target, readonly))
+        # Probes run the venv's python from the checkout: shown read-only when a clone lies in /tmp.
+        binds += [BindRequest(str(path), str(path), True) for path in hidden_checkout()]
         cwd = args.cwd or os.getcwd()
         try:
             mounts = mount_plan(host_path, os.environ, cwd, binds, identity)
