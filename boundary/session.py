@@ -225,7 +225,12 @@ def _run_in(
         workload=workload,
         ruleset=nft_ruleset(),
         mounts=mount_plan(
-            mounts.host_path, env, os.getcwd(), [*binds, *_user_binds(options.binds), *protected], workload
+            mounts.host_path,
+            env,
+            os.getcwd(),
+            [*binds, *_user_binds(options.binds), *protected],
+            workload,
+            sockets=mounts.home_sockets(workload.home or env.get("HOME")),
         ),
         take_terminal=take_terminal,
     )

@@ -13,10 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 
 from boundary.errors import JailError
 from boundary.jail import syscalls
-from boundary.jail.plan import PROC_READONLY, Bind, FreshMount, HostPath, MakeDir, MakeFile, MountAction
+from boundary.jail.plan import (
+    HOME_SOCKET_DIRS,
+    PROC_READONLY,
+    Bind,
+    FreshMount,
+    HostPath,
+    MakeDir,
+    MakeFile,
+    Mask,
+    MountAction,
+)
 
 # statvfs flags -> mount flags. A rootless read-only remount must repeat the flags the kernel locked on the
 # host's mounts (nosuid, nodev, noexec, atime) or it fails with EPERM.
@@ -40,6 +51,24 @@ def host_path(path: str) -> HostPath:
     return HostPath(canonical, "missing")
 
 
+def home_sockets(home: str | None) -> list[str]:
+    """Unix sockets under the home's `HOME_SOCKET_DIRS` (each to its depth; links not followed), canonical."""
+    if not home or not os.path.isabs(home):
+        return []
+    found: list[str] = []
+    for relative, depth in HOME_SOCKET_DIRS:
+        top = os.path.join(home, relative)
+        for directory, subdirs, files in os.walk(top):
+            if directory[len(top) :].count(os.sep) + 1 >= depth:
+                subdirs.clear()
+            for name in files:
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):
+                    if stat.S_ISSOCK(os.lstat(path).st_mode):
+                        found.append(os.path.realpath(path))
+    return found
+
+
 def apply(actions: tuple[MountAction, ...]) -> None:  # pragma: no cover - runs in the helper
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     sources: dict[str, int] = {}
@@ -47,6 +76,8 @@ def apply(actions: tuple[MountAction, ...]) -> None:  # pragma: no cover - runs 
         for action in actions:
             if isinstance(action, Bind) and action.source not in sources:
                 sources[action.source] = _open_source(action.source)
+            elif isinstance(action, Mask) and os.devnull not in sources:
+                sources[os.devnull] = _open_source(os.devnull)
         for action in actions:
             _apply_one(action, sources)
     finally:
@@ -74,6 +105,10 @@ def _apply_one(action: MountAction, sources: dict[str, int]) -> None:  # pragma:
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
                 os.chmod(path, 0o644)
+        case Mask(target):
+            # A socket that went away since boundary looked has nothing left to hide.
+            with contextlib.suppress(FileNotFoundError):
+                syscalls.mount(f"/proc/self/fd/{sources[os.devnull]}", target, None, syscalls.MS_BIND)
         case Bind(source, target, readonly):
             flags = syscalls.MS_BIND | (syscalls.MS_REC if action.recursive else 0)
             try:

@@ -240,7 +240,28 @@ class Bind:
         return not self.readonly
 
 
-MountAction = FreshMount | MakeDir | MakeFile | Bind
+@dataclass(frozen=True, slots=True)
+class Mask:
+    """Hide one host socket outside the hidden trees: /dev/null bound over it (skipped if it is gone by then)."""
+
+    target: str
+
+
+MountAction = FreshMount | MakeDir | MakeFile | Bind | Mask
+
+# Where sockets that lead out of the jail live outside /tmp and /run: under the home, found at start (depth
+# limited). SSH ControlMaster connections (a shell on remote hosts), Docker Desktop / Colima / Rancher / OrbStack
+# daemons (root on a VM), gpg-agent's fallback place.
+HOME_SOCKET_DIRS = (
+    (".ssh", 2),
+    (".docker", 4),
+    (".gnupg", 2),
+    (".colima", 4),
+    (".lima", 4),
+    (".rd", 3),
+    (".orbstack", 4),
+    (".local/share/containers", 4),
+)
 
 _BIND_MODES = {"ro": True, "rw": False}
 
@@ -310,7 +331,12 @@ def _resolve_bind(lookup: Lookup, request: BindRequest) -> tuple[Bind, PathKind]
 
 
 def mount_plan(
-    lookup: Lookup, env: Mapping[str, str], cwd: str, binds: Sequence[BindRequest], workload: Identity
+    lookup: Lookup,
+    env: Mapping[str, str],
+    cwd: str,
+    binds: Sequence[BindRequest],
+    workload: Identity,
+    sockets: Sequence[str] = (),
 ) -> tuple[MountAction, ...]:
     """Every mount the jail needs, in order (see the section comment above).
 
@@ -363,6 +389,8 @@ def mount_plan(
             mount_point(bind.target, root, kind)
             actions.append(bind)
             bound.append(bind.target)
+    # Last, so no bind brings them back: host sockets found outside the hidden trees (HOME_SOCKET_DIRS).
+    actions += [Mask(path) for path in sockets if hidden_tree_of(actions, path) is None]
     return tuple(actions)
 
 

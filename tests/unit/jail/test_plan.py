@@ -331,3 +331,14 @@ def test_hidden_tree_of_names_the_tree_that_hides_a_path(path: str, hidden: str 
     lookup = host("/tmp", "/run", "/run/user/1000", "/tmp/proj")
     actions = plan.mount_plan(lookup, {"XDG_RUNTIME_DIR": "/run/user/1000"}, "/tmp/proj", [], ME)
     assert plan.hidden_tree_of(actions, path) == hidden
+
+
+def test_host_sockets_outside_the_hidden_trees_are_masked_last() -> None:
+    """Sockets found in the home are masked after every bind (so `--bind ~/.ssh` cannot bring one back);
+    one already inside a hidden tree needs no mask."""
+    binds = [plan.BindRequest("/home/me/.ssh", "/home/me/.ssh")]
+    lookup = host("/tmp", "/home/me/.ssh")
+    actions = plan.mount_plan(lookup, {}, "/", binds, ME, sockets=["/home/me/.ssh/cm", "/tmp/x.sock"])
+    assert actions[-1] == plan.Mask("/home/me/.ssh/cm")
+    assert plan.Mask("/tmp/x.sock") not in actions
+    assert actions.index(plan.Bind("/home/me/.ssh", "/home/me/.ssh")) < actions.index(plan.Mask("/home/me/.ssh/cm"))
