@@ -126,6 +126,12 @@ def _make_private_dirs(directory: Path) -> None:
             os.mkdir(path, 0o700)
 
 
+def open_log_file(path: Path) -> int:
+    """Open `path` to append, creating it 0600; never through a symlink in its last component: a workload of an
+    earlier run could have planted one where a log goes, to have boundary (maybe as root) append elsewhere."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+
+
 class AuditLog:
     """An append-only JSON-lines file. Each `write` reaches the kernel before it returns."""
 
@@ -133,7 +139,7 @@ class AuditLog:
         self._path = path
         try:
             _make_private_dirs(path.parent)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = open_log_file(path)
         except OSError as e:
             raise BoundaryError(f"cannot open audit log '{path}': {e.strerror or e}") from e
         self._fd: int | None = fd

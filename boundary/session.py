@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from boundary import audit
 from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca, join_pem
@@ -144,9 +145,9 @@ def _write(path: Path, data: bytes) -> None:
     path.chmod(0o644)
 
 
-def _setup_logging(path: Path) -> None:
+def _setup_logging(stream: TextIO) -> None:
     # mitmproxy logs through `logging`; the workload owns the terminal, so diagnostics go to a file.
-    handler = logging.FileHandler(path)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -213,7 +214,10 @@ def _run_in(
     # The logs are the invoker's files, which a workload of the same uid could forge or delete: read-only binds
     # (of the whole per-run directory by default, so earlier runs' logs are safe too).
     proxy_log = log.path.with_suffix(".proxy.log")
-    proxy_log.touch(0o600)
+    try:
+        proxy_log_stream = os.fdopen(audit.open_log_file(proxy_log), "a", encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise BoundaryError(f"cannot open the proxy log '{proxy_log}': {e.strerror or e}") from e
     logs = [log.path.parent] if options.log is None else [log.path, proxy_log]
     protected = [BindRequest(str(path), str(path), readonly=True) for path in logs]
     take_terminal = _owns_terminal()
@@ -243,7 +247,7 @@ def _run_in(
     upstream_trust = Path(f"/proc/self/fd/{trust_fd}")
     shutil.rmtree(rundir, ignore_errors=True)
     helper.harden_self()
-    _setup_logging(proxy_log)
+    _setup_logging(proxy_log_stream)
     # Imported only now: asyncio, the DNS server and the gate load while the helper builds the jail.
     from boundary import serving
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from boundary.audit import AUDIT_FIELDS, AuditLog, default_log_path, format_ts, new_run_id, render
+from boundary.audit import AUDIT_FIELDS, AuditLog, default_log_path, format_ts, new_run_id, open_log_file, render
 from boundary.errors import BoundaryError
 
 TS = datetime(2026, 11, 25, 22, 3, 5, 123456, tzinfo=UTC)
@@ -289,3 +289,16 @@ def test_audit_log_write_error_raises() -> None:
     with AuditLog(Path("/dev/full")) as log, pytest.raises(BoundaryError) as raised:
         log.write("x")
     assert str(raised.value) == "cannot write audit log '/dev/full': No space left on device"
+
+
+def test_a_log_path_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    """A workload of an earlier run may plant a link where the log goes (`--log` in its directory) to have
+    boundary, perhaps as root, append to another file: the log is never opened through a link."""
+    target = tmp_path / "crontab"
+    target.write_text("untouched\n")
+    (tmp_path / "audit.jsonl").symlink_to(target)
+    with pytest.raises(BoundaryError, match=r"cannot open audit log '.*audit.jsonl'"):
+        AuditLog(tmp_path / "audit.jsonl")
+    with pytest.raises(OSError):
+        open_log_file(tmp_path / "audit.jsonl")
+    assert target.read_text() == "untouched\n"
