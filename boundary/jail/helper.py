@@ -5,7 +5,8 @@
          │        DNS sockets and sends their fds up; the plan's mounts (jail.mounts); unshare(pid)
          └─ init  PID 1 of the new pid ns: fresh /proc (sysctls read-only), forwards signals, reaps, exits with
             │     the workload's code
-            └─ workload  own process group (terminal foreground), no capabilities, no_new_privs, exec
+            └─ workload  own process group (terminal foreground), no capabilities, no_new_privs, no descriptor
+                         but 0-2, the seccomp filter (jail.seccomp: no typing into the terminal), exec
 
 Why this shape:
 - `unshare(CLONE_NEWUSER)` needs a single-threaded caller, hence a fresh fork before boundary starts threads.
@@ -16,6 +17,8 @@ Why this shape:
 - Each process has PDEATHSIG=SIGKILL towards its parent and init is PID 1 of a pid namespace: if boundary dies,
   even by `kill -9`, the helper dies, init dies, and the kernel kills everything left in the namespace.
 - Nothing in the pid namespace can name boundary's pid, and boundary is not dumpable: no ptrace way out.
+- A descriptor is a way out that no namespace closes (a socket of the invoker's, connected outside): init and
+  the workload close every one above 2, whatever boundary's invoker left open without close-on-exec.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sys
 from dataclasses import dataclass
 
 from boundary.errors import JailError
-from boundary.jail import mounts, netns, syscalls
+from boundary.jail import mounts, netns, seccomp, syscalls
 from boundary.jail.plan import Identity, MountAction, user_maps
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -80,13 +83,14 @@ _MSG_ERROR = b"E"
 
 def start_jail(spec: JailSpec) -> Jail:
     """Fork the helper and walk it through set-up; raise JailError (nothing left running) if any step fails."""
+    program = seccomp.filter_for(os.uname().machine)  # an unknown machine refuses here, before anything runs
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child; covered by the integration tests
         ours.close()
-        _helper_main(theirs, spec, parent=os.getppid())
+        _helper_main(theirs, spec, program, parent=os.getppid())
     theirs.close()
     try:
         _expect(ours, _MSG_UNSHARED)
@@ -142,7 +146,7 @@ def _write_proc(pid: int, name: str, text: str) -> None:
 # --- the helper ------------------------------------------------------------------------------------------------
 
 
-def _helper_main(chan: socket.socket, spec: JailSpec, parent: int) -> None:  # pragma: no cover - child process
+def _helper_main(chan: socket.socket, spec: JailSpec, program: bytes, parent: int) -> None:  # pragma: no cover - child
     try:
         _die_with(parent)
         try:
@@ -165,7 +169,7 @@ def _helper_main(chan: socket.socket, spec: JailSpec, parent: int) -> None:  # p
         init_pid = os.fork()
         if init_pid == 0:
             chan.close()
-            _init_main(spec, helper=os.getppid())
+            _init_main(spec, program, helper=os.getppid())
         chan.send(_MSG_INIT + struct.pack("=i", init_pid))
         chan.close()
     except BaseException as e:
@@ -222,9 +226,10 @@ def _exit_like(status: int) -> None:  # pragma: no cover - child process
 # --- init, PID 1 of the jail's pid namespace -------------------------------------------------------------------
 
 
-def _init_main(spec: JailSpec, helper: int) -> None:  # pragma: no cover - child process
+def _init_main(spec: JailSpec, program: bytes, helper: int) -> None:  # pragma: no cover - child process
     try:
         _die_with(helper)
+        syscalls.close_descriptors_from(3)  # init needs none, and forks the workload
         syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
         mounts.readonly_proc()
     except BaseException as e:
@@ -232,7 +237,7 @@ def _init_main(spec: JailSpec, helper: int) -> None:  # pragma: no cover - child
         os._exit(125)
     workload = os.fork()
     if workload == 0:
-        _exec_workload(spec)
+        _exec_workload(spec, program)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _forward(workload, s))
     while True:
@@ -246,7 +251,7 @@ def _forward(pid: int, signum: int) -> None:  # pragma: no cover - child process
         os.kill(pid, signum)
 
 
-def _exec_workload(spec: JailSpec) -> None:  # pragma: no cover - child process
+def _exec_workload(spec: JailSpec, program: bytes) -> None:  # pragma: no cover - child process
     try:
         os.setpgid(0, 0)
         if spec.take_terminal:
@@ -255,6 +260,8 @@ def _exec_workload(spec: JailSpec) -> None:  # pragma: no cover - child process
             signal.signal(signal.SIGTTOU, signal.SIG_DFL)
         _drop_privileges(spec.workload, spec.invoker)
         os.chdir(spec.cwd)
+        syscalls.close_descriptors_from(3)  # again, right before exec: nothing but 0-2 may cross into the jail
+        seccomp.install(program)  # last: needs no_new_privs, set by _drop_privileges
     except BaseException as e:
         print(f"boundary: cannot start the workload: {_describe(e)}", file=sys.stderr)
         os._exit(125)
