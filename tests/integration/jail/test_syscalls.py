@@ -173,3 +173,24 @@ def test_a_nested_user_namespace_gives_no_power_over_the_jails_network(jail: Jai
         assert run.value("nested-nft") != "0"
     else:
         assert run.value("unshare") != "0", run.describe()
+
+
+def test_close_descriptors_from_closes_every_one_from_there_up(rootless: bool) -> None:
+    """close_descriptors_from(N) closes N and everything above it, however high (here 5000, past the usual
+    1024 limit), and leaves every descriptor below N open."""
+
+    def body() -> dict[str, list[int]]:
+        source = os.open("/dev/null", os.O_RDONLY)
+        for fd in (999, 1000, 1001, 5000):
+            os.dup2(source, fd)
+        syscalls.close_descriptors_from(1000)
+        still_open = []
+        for fd in (999, 1000, 1001, 5000):
+            try:
+                os.fstat(fd)
+                still_open.append(fd)
+            except OSError as exc:
+                assert exc.errno == errno.EBADF
+        return {"open": still_open}
+
+    assert in_child(body, rootless=rootless) == {"result": {"open": [999]}}
