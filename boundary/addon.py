@@ -16,7 +16,14 @@ checked against the CONNECT host, every request decided and audited); a denied o
 name is mapped to its synthetic address, so mitmproxy dials it through the same gate.
 
 What goes upstream is what was checked: the Host header / `:authority` is rewritten to the canonical name
-(keeping an explicit port), and the upstream TLS SNI is the canonical name.
+(keeping an explicit port), the upstream TLS SNI is the canonical name, and an HTTP/1 request goes in origin-form
+(an absolute-form target on a direct connection must name the destination, then its authority is dropped: an
+origin server routes by it, not by Host). Header values holding CR or LF (obs-fold) are refused, and so is every
+protocol switch but WebSocket: `Upgrade` is stripped from requests, a non-WebSocket `101` kills the flow.
+
+Upstream dials: an allowed request licenses its client connection to dial that request's destination; a raw
+stream dials only if its own `tcp_start` allowed it. A denied stream is killed: never dialled, and nothing it
+sends or receives is relayed.
 
 mitmproxy's addon manager logs and swallows exceptions raised in hooks, which would let a flow through: every
 hook here runs under `_fail_closed`, which denies the flow on any exception.
@@ -28,10 +35,12 @@ import functools
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from mitmproxy import connection, http, tcp
+from mitmproxy.net.http import http1
 from mitmproxy.proxy import layer, server_hooks
 from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 
@@ -47,6 +56,9 @@ REASON_HOST_MISMATCH = "host-mismatch"
 REASON_SNI_MISMATCH = "sni-mismatch"
 REASON_IP_LITERAL = "ip-literal"
 REASON_INTERNAL_ERROR = "internal-error"
+REASON_MALFORMED_HEADER = "malformed-header"
+REASON_PROTOCOL_SWITCH = "protocol-switch"
+REASON_PROTOCOL_ERROR = "protocol-error"
 
 _DECISION = "boundary.decision"
 _SCHEME = "boundary.scheme"
@@ -125,6 +137,11 @@ def _scheme(client: connection.Client, *, http: bool = True) -> str:
     return "tls" if client.tls else "tcp"
 
 
+def _is_multiplexed(request: http.Request) -> bool:
+    """HTTP/2 and HTTP/3 carry `:authority` in place of Host; HTTP/1 has an authority only in absolute-form."""
+    return request.is_http2 or request.is_http3
+
+
 def _same_host(a: str | None, b: str) -> bool:
     return a is not None and (a.lower().removesuffix(".") == b or _canonical(a) == b)
 
@@ -134,16 +151,72 @@ def _host_header_agrees(header: str | None, name: str, port: int) -> bool:
     return _same_host(header_host, name) and header_port in (None, port)
 
 
+def _has_line_break(headers: http.Headers) -> bool:
+    """A header value with CR or LF: an obs-folded line (RFC 9112 §5.2), which a server may read as a header
+    of its own (`X: y\r\n Transfer-Encoding: chunked`)."""
+    return any(b"\r" in value or b"\n" in value for _, value in headers.fields)
+
+
+def _malformed(request: http.Request) -> Decision | None:
+    """A request no server should be sent: folded header lines, or framing mitmproxy itself refuses (it answers
+    400 and closes, but only after this hook has seen the headers)."""
+    if _has_line_break(request.headers):
+        return deny(REASON_MALFORMED_HEADER)
+    if not _is_multiplexed(request):
+        try:
+            http1.expected_http_body_size(request)
+        except ValueError:
+            return deny(REASON_PROTOCOL_ERROR)
+    return None
+
+
+_BAD_REQUEST = frozenset({REASON_MALFORMED_HEADER, REASON_PROTOCOL_ERROR})
+
+
+def _tokens(value: str) -> list[str]:
+    return [token.strip().lower() for token in value.split(",") if token.strip()]
+
+
+def _strip_upgrade(headers: http.Headers) -> None:
+    """Drop a request's `Upgrade` unless it asks for WebSocket alone, with the hop-by-hop headers that go with
+    it: after a `101` the connection would carry another protocol (h2c: HTTP/2) that no hook decides."""
+    upgrade = headers.get_all("Upgrade")
+    if not upgrade or _tokens(",".join(upgrade)) == ["websocket"]:
+        return
+    del headers["Upgrade"]
+    headers.pop("HTTP2-Settings", None)
+    kept = [t for t in _tokens(",".join(headers.get_all("Connection"))) if t not in ("upgrade", "http2-settings")]
+    if kept:
+        headers["Connection"] = ", ".join(kept)
+    else:
+        headers.pop("Connection", None)
+
+
+def _is_websocket_switch(flow: http.HTTPFlow) -> bool:
+    assert flow.response is not None
+    return flow.response.status_code == 101 and all(
+        _tokens(message.headers.get("Upgrade", "")) == ["websocket"] for message in (flow.request, flow.response)
+    )
+
+
+@dataclass
+class _Clearance:
+    """What one client connection may dial upstream."""
+
+    destinations: set[tuple[str, int]] = field(default_factory=set)  # of its allowed requests
+    streams: dict[str, bool] = field(default_factory=dict)  # server connection id -> its stream's decision
+
+
 class PolicyAddon:
     def __init__(self, matcher: Matcher, table: FakeDnsTable, log: audit.AuditLog, run_id: str) -> None:
         self.matcher = matcher
         self.table = table
         self.log = log
         self.run_id = run_id
-        # Client connections with at least one allowed request or stream. Only these may open an upstream
-        # connection: mitmproxy asks to connect even after a denied `tcp_start`, and may connect early for
-        # protocols where the server speaks first.
-        self._cleared_clients: set[str] = set()
+        # Per client connection, the upstream connections it may open: mitmproxy asks to connect even after a
+        # denied `tcp_start`. Per destination and per stream, so that an allowed request on a connection
+        # cannot license a later raw stream on it (say, inside a CONNECT tunnel).
+        self._clearance: dict[str, _Clearance] = {}
         # Client connections served as an explicit proxy whose requests name their own target (see the module
         # doc). A connection leaves this set when an allowed CONNECT turns it into a tunnel.
         self._proxy_clients: set[str] = set()
@@ -170,6 +243,10 @@ class PolicyAddon:
         if flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
             return deny(REASON_SNI_MISMATCH), scheme, name, port
         if not _host_header_agrees(flow.request.host_header, name, port):
+            return deny(REASON_HOST_MISMATCH), scheme, name, port
+        # HTTP/1 absolute-form (`GET https://other/ HTTP/1.1`): the origin server would route by it, not by Host.
+        authority = flow.request.authority
+        if authority and not _is_multiplexed(flow.request) and not _host_header_agrees(authority, name, port):
             return deny(REASON_HOST_MISMATCH), scheme, name, port
         request = Request(scheme, name, port, flow.request.method, flow.request.path)
         return self.matcher.decide(request), scheme, name, port
@@ -214,6 +291,8 @@ class PolicyAddon:
             canonical = name if header_port is None else f"{name}:{header_port}"
         if header != canonical:
             flow.request.host_header = canonical
+        if not _is_multiplexed(flow.request):
+            flow.request.authority = ""  # origin-form: the checked path and the canonical Host, nothing else
         if flow.client_conn.id in self._proxy_clients:
             # `data.host`: the `host` setter would also rewrite the Host header to the address.
             flow.request.data.host = str(self.table.address_for(name))
@@ -244,12 +323,17 @@ class PolicyAddon:
     @_fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         decision, scheme, host, port = self._http_decision(flow)
+        if decision.allowed:
+            decision = _malformed(flow.request) or decision
         flow.metadata[_DECISION] = (decision, host, port)
         flow.metadata[_SCHEME] = scheme
-        if decision.allowed:
+        if decision.reason in _BAD_REQUEST:
+            self._respond_denied(flow, decision, host, port, status=400)
+        elif decision.allowed:
             assert host is not None
             self._forward_as_checked(flow, host, port)
-            self._cleared_clients.add(flow.client_conn.id)
+            _strip_upgrade(flow.request.headers)
+            self._clearance_of(flow.client_conn).destinations.add((flow.request.host, flow.request.port))
             if decision.path is not None and decision.path != flow.request.path:
                 flow.request.path = decision.path  # forward exactly what was checked
             flow.request.stream = True
@@ -258,8 +342,16 @@ class PolicyAddon:
 
     @_fail_closed
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        # Without this, SSE and other streamed bodies would only reach the client when they end.
         assert flow.response is not None
+        if flow.response.status_code == 101 and not _is_websocket_switch(flow):
+            # mitmproxy would relay whatever follows as a raw stream (h2c: HTTP/2 to any path) unchecked.
+            _, host, port = flow.metadata[_DECISION]
+            flow.metadata[_DECISION] = (deny(REASON_PROTOCOL_SWITCH), host, port)
+            upgrade = flow.response.headers.get("Upgrade")
+            self._log_flow(flow, None, error=f"upstream switched protocols to {upgrade!r}; connection closed")
+            flow.kill()
+            return
+        # Without this, SSE and other streamed bodies would only reach the client when they end.
         flow.response.stream = True
         self._log_flow(flow, flow.response.status_code)
 
@@ -284,23 +376,41 @@ class PolicyAddon:
         else:
             decision = self.matcher.decide(Request(_scheme(flow.client_conn, http=False), name, port, None, None))
         host = name if name is not None else address
+        self._clearance_of(flow.client_conn).streams[flow.server_conn.id] = decision.allowed
         self._write(decision, scheme=_scheme(flow.client_conn, http=False), host=host, port=port)
-        if decision.allowed:
-            self._cleared_clients.add(flow.client_conn.id)
+        if not decision.allowed:
+            flow.kill()
+
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        """mitmproxy's TCP layer relays even a killed flow (after a protocol switch it is already connected):
+        a denied stream's messages are emptied, in both directions."""
+        if not self._clearance_of(flow.client_conn).streams.get(flow.server_conn.id, False):
+            flow.messages[-1].content = b""
 
     @_fail_closed
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Second line: whatever asked for an upstream connection, the address it dials must be allowed."""
-        name, port, _ = self._destination(data.server)
-        cleared = data.client.id in self._cleared_clients
-        if not cleared or name is None or not self.matcher.allows_destination(name, port):
+        name, port, address = self._destination(data.server)
+        may_dial = self._may_dial(data.client, data.server, address, port)
+        if not may_dial or name is None or not self.matcher.allows_destination(name, port):
             data.server.error = "boundary: upstream connection not allowed"
         elif data.server.tls:
             data.server.sni = name  # however the client spelled it (and mitmproxy's IP for a proxy request)
 
     def client_disconnected(self, client: connection.Client) -> None:
-        self._cleared_clients.discard(client.id)
+        self._clearance.pop(client.id, None)
         self._proxy_clients.discard(client.id)
+
+    def _clearance_of(self, client: connection.Client) -> _Clearance:
+        return self._clearance.setdefault(client.id, _Clearance())
+
+    def _may_dial(self, client: connection.Client, server: connection.Server, address: str, port: int) -> bool:
+        """A raw stream's connection by its own decision; any other by an allowed request to the destination."""
+        clearance = self._clearance.get(client.id)
+        if clearance is None:
+            return False
+        stream = clearance.streams.get(server.id)
+        return stream if stream is not None else (address, port) in clearance.destinations
 
     # --- fail closed ---------------------------------------------------------------------------------------
 
@@ -311,8 +421,9 @@ class PolicyAddon:
                 host, port = subject.request.host, subject.request.port
                 self._respond_denied(subject, decision, host, port)
             elif isinstance(subject, tcp.TCPFlow):
-                self._cleared_clients.discard(subject.client_conn.id)
+                self._clearance_of(subject.client_conn).streams[subject.server_conn.id] = False
                 self._write(decision, scheme="tcp")
+                subject.kill()
             elif isinstance(subject, server_hooks.ServerConnectionHookData):
                 subject.server.error = "boundary: internal error"
         except Exception:
@@ -322,7 +433,9 @@ class PolicyAddon:
 
     # --- rendering -----------------------------------------------------------------------------------------
 
-    def _respond_denied(self, flow: http.HTTPFlow, decision: Decision, host: str | None, port: int) -> None:
+    def _respond_denied(
+        self, flow: http.HTTPFlow, decision: Decision, host: str | None, port: int, *, status: int = 403
+    ) -> None:
         if flow.request.method == "CONNECT":
             # The hint names the destination only: CONNECT is no method a rule lists.
             body = denial.denial_text(decision.reason, None, f"CONNECT {host}:{port}", host, port, None)
@@ -332,7 +445,7 @@ class PolicyAddon:
             url = f"{scheme}://{host}{'' if port in (80, 443) else f':{port}'}{path}"
             body = denial.denial_text(decision.reason, flow.request.method, url, host, port, path)
         flow.response = http.Response.make(
-            403,
+            status,
             body.encode(),
             {
                 "Content-Type": "text/plain; charset=utf-8",
@@ -341,7 +454,7 @@ class PolicyAddon:
             },
         )
         flow.metadata[_DECISION] = (decision, host, port)
-        self._log_flow(flow, 403)
+        self._log_flow(flow, status)
 
     def _log_flow(self, flow: http.HTTPFlow, status: int | None, error: str | None = None) -> None:
         if flow.metadata.get(_LOGGED) or _DECISION not in flow.metadata:

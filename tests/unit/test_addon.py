@@ -859,3 +859,154 @@ def test_a_flow_that_cannot_be_denied_is_killed(harness: Harness) -> None:
     assert flow.error is not None
     assert flow.error.msg == mflow.Error.KILLED_MESSAGE
     assert flow.response is None
+
+
+# --- request targets, framing and protocol switches (red-team review) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("authority", "reason"),
+    [
+        ("denied.example.com", "host-mismatch"),
+        ("denied.example.com:9999", "host-mismatch"),
+        ("api.example.com:9999", "host-mismatch"),
+        ("127.0.0.1", "host-mismatch"),
+        ("API.Example.COM.", "allowed"),
+        ("api.example.com:443", "allowed"),
+    ],
+)
+def test_an_absolute_form_target_on_a_direct_connection_must_name_the_destination(
+    harness: Harness, authority: str, reason: str
+) -> None:
+    """`GET https://<authority>/v1/models` with `Host: api.example.com` on a direct connection: an origin server
+    routes by the request line's authority, not by Host, so it must name the destination's host and port; an
+    allowed one goes upstream in origin-form, naming the host only in the canonical Host."""
+    flow = harness.http_flow()
+    flow.request.authority = authority
+    harness.addon.requestheaders(flow)
+    if reason == "allowed":
+        assert flow.response is None
+        assert (flow.request.authority, flow.request.host_header) == ("", "api.example.com")
+        assert flow.request.path == "/v1/models"
+    else:
+        assert flow.response is not None and flow.response.headers["X-Boundary-Reason"] == reason
+        assert harness.connect(flow) == "boundary: upstream connection not allowed"
+        [line] = harness.lines()
+        assert (line["decision"], line["reason"], line["host"]) == ("deny", reason, "api.example.com")
+
+
+def test_a_denied_stream_is_killed_even_after_an_allowed_request_on_its_connection(harness: Harness) -> None:
+    """An allowed request licenses its connection to dial that request's destination, not a later raw stream
+    on the same connection (a CONNECT tunnel whose first bytes are not HTTP): the denied stream is killed, its
+    upstream connection refused and its messages emptied."""
+    request = harness.http_flow()
+    harness.addon.requestheaders(request)
+    assert harness.connect(request) is None
+    stream = harness.tcp_flow("api.example.com", 443, tls=True)
+    stream.client_conn = request.client_conn
+    harness.addon.tcp_start(stream)
+    assert stream.error is not None and stream.error.msg == mflow.Error.KILLED_MESSAGE
+    assert harness.connect(stream) == "boundary: upstream connection not allowed"
+    stream.messages.append(tcp.TCPMessage(True, b"POST /admin HTTP/1.1\r\n\r\n"))  # type: ignore[no-untyped-call]
+    harness.addon.tcp_message(stream)
+    assert stream.messages[-1].content == b""
+    [line] = harness.lines()
+    assert (line["decision"], line["reason"], line["scheme"]) == ("deny", "not-http", "tls")
+
+
+def test_an_allowed_stream_dials_and_relays(harness: Harness) -> None:
+    """A stream its own `tcp_start` allowed may dial, and its messages pass unchanged."""
+    stream = harness.tcp_flow()
+    harness.addon.tcp_start(stream)
+    assert stream.error is None
+    assert harness.connect(stream) is None
+    stream.messages.append(tcp.TCPMessage(False, b"\x00\x01"))  # type: ignore[no-untyped-call]
+    harness.addon.tcp_message(stream)
+    assert stream.messages[-1].content == b"\x00\x01"
+
+
+def test_keep_alive_requests_each_license_their_own_destination(harness: Harness) -> None:
+    """Every allowed request on a connection may (re)dial its destination; a stream or request never allowed
+    for a destination may not dial it, whatever the connection did before."""
+    first, second = harness.http_flow(), harness.http_flow(path="/v1/other")
+    second.client_conn = first.client_conn
+    for flow in (first, second):
+        harness.addon.requestheaders(flow)
+        assert harness.connect(flow) is None
+    elsewhere = harness.http_flow("plain.example.com")
+    elsewhere.client_conn = first.client_conn
+    assert harness.connect(elsewhere) == "boundary: upstream connection not allowed"
+
+
+@pytest.mark.parametrize(
+    ("headers", "kept"),
+    [
+        ({"Upgrade": "h2c", "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAAQCAAAAAAIAAAAA"}, {}),
+        ({"Upgrade": "h2c", "Connection": "keep-alive, upgrade"}, {"Connection": "keep-alive"}),
+        ({"Upgrade": "websocket, h2c", "Connection": "Upgrade"}, {}),
+        ({"Upgrade": "TLS/1.2", "Connection": "Upgrade"}, {}),
+        ({"Upgrade": "WebSocket", "Connection": "Upgrade"}, {"Upgrade": "WebSocket", "Connection": "Upgrade"}),
+        ({"Connection": "close"}, {"Connection": "close"}),
+    ],
+)
+def test_an_upgrade_to_anything_but_websocket_is_stripped(
+    harness: Harness, headers: dict[str, str], kept: dict[str, str]
+) -> None:
+    """An allowed request goes upstream without `Upgrade` (and its `Connection` token, `HTTP2-Settings`) unless it
+    asks for WebSocket alone: after a 101, h2c or any other protocol would run unchecked."""
+    flow = harness.http_flow()
+    flow.request.headers.update(headers)
+    harness.addon.requestheaders(flow)
+    assert flow.response is None
+    forwarded = {n.decode(): v.decode() for n, v in flow.request.headers.fields if n.lower() != b"host"}
+    assert forwarded == kept
+
+
+def test_a_switch_to_anything_but_websocket_kills_the_flow(harness: Harness) -> None:
+    """An upstream that answers `101` to a protocol other than WebSocket (asked for or not) would leave an
+    unchecked stream: the flow is killed and audited as a denial."""
+    flow = harness.http_flow("plain.example.com", 80, tls=False, sni=None, path="/")
+    harness.addon.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=101, headers=http.Headers(upgrade="h2c", connection="Upgrade"))
+    harness.addon.responseheaders(flow)
+    assert flow.error is not None and flow.error.msg == mflow.Error.KILLED_MESSAGE
+    [line] = harness.lines()
+    assert (line["decision"], line["reason"], line["status"]) == ("deny", "protocol-switch", None)
+    assert line["error"] == "upstream switched protocols to 'h2c'; connection closed"
+
+
+def test_a_websocket_switch_goes_through(harness: Harness) -> None:
+    """A WebSocket handshake the policy allowed is answered 101 as usual and logged with that status."""
+    flow = harness.http_flow("plain.example.com", 80, tls=False, sni=None, path="/ws")
+    flow.request.headers.update({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"})
+    harness.addon.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=101, headers=http.Headers(upgrade="websocket", connection="Upgrade"))
+    harness.addon.responseheaders(flow)
+    assert flow.error is None
+    [line] = harness.lines()
+    assert (line["decision"], line["status"]) == ("allow", 101)
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ([(b"X-A", b"y\r\n Transfer-Encoding: chunked")], "malformed-header"),  # obs-fold as mitmproxy keeps it
+        ([(b"X-A", b"y\n")], "malformed-header"),
+        ([(b"X-A", b"y\r")], "malformed-header"),
+        ([(b"Content-Length", b"0, 44")], "protocol-error"),
+        ([(b"Transfer-Encoding", b"xchunked")], "protocol-error"),
+    ],
+)
+def test_a_request_no_server_should_see_gets_a_400(
+    harness: Harness, headers: list[tuple[bytes, bytes]], reason: str
+) -> None:
+    """Folded header lines (RFC 9112 §5.2: a proxy must reject or unfold them) and framing mitmproxy refuses are
+    answered 400 with the reason and audited as denials, before anything is dialled."""
+    flow = harness.http_flow()
+    flow.request.headers.fields = (*flow.request.headers.fields, *headers)
+    harness.addon.requestheaders(flow)
+    assert flow.response is not None
+    assert (flow.response.status_code, flow.response.headers["X-Boundary-Reason"]) == (400, reason)
+    assert harness.connect(flow) == "boundary: upstream connection not allowed"
+    [line] = harness.lines()
+    assert (line["decision"], line["reason"], line["status"]) == ("deny", reason, 400)
