@@ -20,6 +20,8 @@ _HINTS: dict[str, str] = {
     "ambiguous-path": "send the path without encoded '/', '\\', NUL or '..' above the root",
     "host-mismatch": "the Host header must name the host the client connected to",
     "sni-mismatch": "the TLS server name (SNI) must name the host the client connected to",
+    "malformed-header": "send each header on one line (no obs-fold, no CR or LF in a value)",
+    "protocol-error": "send one valid Content-Length or Transfer-Encoding: chunked",
     "unknown-destination": "connect by a host name resolved through the jail's DNS",
     "internal-error": "this is a bug in boundary; the request was denied to stay safe",
 }
