@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Jailer
-from tests.support.runner import prepare, python_argv
+from tests.support.runner import boundary_argv, prepare
 from tests.support.tools import skip_unless_root
 from tests.support.upstreams import Canary, TestCA, Upstream, start_canary, start_http_upstream, start_https_upstream
 
@@ -62,7 +62,7 @@ def run_with_host_entries(jail: Jailer, command: Sequence[str], policy_text: str
     hosts.chmod(0o644)
     if jail.audit_path.exists():
         jail.audit_path.unlink()
-    argv = python_argv(["-m", "boundary", *jail.args(command, policy_text)])
+    argv = boundary_argv(jail.args(command, policy_text))
     invocation = prepare(argv, rootless=jail.rootless, expose=[jail.workdir])
     mount = f'mount --bind {shlex.quote(str(hosts))} /etc/hosts && exec "$@"'
     prefix = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mount, "hosts"]

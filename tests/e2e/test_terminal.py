@@ -10,7 +10,7 @@ import termios
 import time
 
 from tests.e2e.conftest import Jailer
-from tests.support.runner import prepare, python_argv
+from tests.support.runner import boundary_argv, prepare
 from tests.support.tools import rootless_identity
 
 # Reads one line from the terminal, echoes it, then waits to be interrupted.
@@ -52,9 +52,7 @@ def test_workload_reads_the_terminal_and_ctrl_c_reaches_it(jail: Jailer) -> None
     if jail.rootless:
         os.chown(os.ttyname(slave), *rootless_identity())
     command = ["python3", "-c", WORKLOAD]
-    invocation = prepare(
-        python_argv(["-m", "boundary", *jail.args(command)]), rootless=jail.rootless, expose=[jail.workdir]
-    )
+    invocation = prepare(boundary_argv(jail.args(command)), rootless=jail.rootless, expose=[jail.workdir])
 
     def controlling_terminal() -> None:
         os.setsid()

@@ -42,11 +42,11 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures are used by name
 from tests.support.canaries import UdpCanary, UnixCanary
 from tests.support.hostguard import HostGuard
 from tests.support.runner import (
+    boundary_argv,
     boundary_pid,
     make_user_dir,
     pids_matching,
     prepare,
-    python_argv,
     run_boundary,
     spawn_boundary,
 )
@@ -206,7 +206,7 @@ def run_with_host_file(
     if jailer.audit_path.exists():
         jailer.audit_path.unlink()
     inv = prepare(
-        python_argv(["-m", "boundary", *jailer.args(command, policy, extra)]),
+        boundary_argv(jailer.args(command, policy, extra)),
         rootless=jailer.rootless,
         expose=[jailer.workdir],
     )

@@ -26,7 +26,7 @@ import pytest
 from tests.e2e.conftest import POLICY, Jailer
 from tests.escape.conftest import Witnesses, run_probe
 from tests.support.canaries import UnixCanary
-from tests.support.runner import make_user_dir, prepare, python_argv
+from tests.support.runner import boundary_argv, make_user_dir, prepare
 from tests.support.tools import rootless_identity, venv_python
 
 # The in-jail client: argv[1] is JSON {"tls": bool, "host": str, "port": int, "steps": [[bytes-as-latin1,
@@ -220,7 +220,7 @@ def test_the_workload_cannot_type_into_the_invoking_terminal(jail: Jailer) -> No
     if jail.rootless:
         os.chown(os.ttyname(slave), *rootless_identity())
     command = [str(venv_python()), "-c", TIOCSTI_WORKLOAD]
-    inv = prepare(python_argv(["-m", "boundary", *jail.args(command)]), rootless=jail.rootless, expose=[jail.workdir])
+    inv = prepare(boundary_argv(jail.args(command)), rootless=jail.rootless, expose=[jail.workdir])
 
     def controlling_terminal() -> None:
         os.setsid()
@@ -275,7 +275,7 @@ def test_descriptors_inherited_by_boundary_do_not_reach_the_workload(jail: Jaile
     fd = leaked.fileno()
     os.set_inheritable(fd, True)
     command = [str(venv_python()), "-c", FD_WORKLOAD, str(fd)]
-    inv = prepare(python_argv(["-m", "boundary", *jail.args(command)]), rootless=jail.rootless, expose=[jail.workdir])
+    inv = prepare(boundary_argv(jail.args(command)), rootless=jail.rootless, expose=[jail.workdir])
     try:
         result = subprocess.run(
             inv.argv, env=inv.env, cwd=inv.cwd, capture_output=True, timeout=60, pass_fds=(fd,), check=False

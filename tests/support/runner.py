@@ -352,6 +352,11 @@ def run_python(
     )
 
 
+def boundary_argv(args: Sequence[str]) -> list[str | os.PathLike[str]]:
+    """The venv's ``python -m boundary ARGS``, with the checkout shown to a `run` jail (``checkout_shown``)."""
+    return python_argv(["-m", "boundary", *checkout_shown(args)])
+
+
 def checkout_shown(args: Sequence[str]) -> list[str]:
     """`boundary run` ARGS plus a read-only `--bind` of the checkout and the venv where they lie under a tree
     the jail hides (a clone in /tmp): the jailed commands of the tests (the venv's python, probes, the Claude
