@@ -45,7 +45,7 @@ def main_group() -> None:
     """
 
 
-@main_group.command(epilog=RUN_EPILOG, context_settings={"ignore_unknown_options": True})
+@main_group.command(epilog=RUN_EPILOG, context_settings={"allow_interspersed_args": False})
 @click.option("--policy", "-p", required=True, metavar="FILE", help="YAML allowlist (see README: Policy).")
 @click.option(
     "--log",

@@ -144,11 +144,20 @@ def test_usage_errors_exit_125(tmp_path: Path, args: list[str], message: str) ->
     assert result.stdout == ""
 
 
-def test_unknown_run_option_becomes_part_of_the_command(tmp_path: Path, policy: Path) -> None:
-    """`run` passes options it does not know on to the command, so a mistyped one is "command not found"."""
-    result = boundary("run", "--policy", str(policy), "--lgo", "--", NO_SUCH_COMMAND, cwd=tmp_path)
+def test_a_mistyped_run_option_is_refused_naming_the_likely_one(tmp_path: Path, policy: Path) -> None:
+    """An option `run` does not know, before the command, is a usage error (exit 125) that suggests the option
+    meant; nothing runs."""
+    result = boundary("run", "--policy", str(policy), "--lgo", "x", "--", NO_SUCH_COMMAND, cwd=tmp_path)
     assert result.returncode == EXIT_BOUNDARY_FAILED
-    assert result.stderr == "boundary: command not found: '--lgo'\n"
+    assert "No such option '--lgo'. Did you mean '--log'?" in result.stderr
+
+
+def test_options_after_the_command_are_the_commands(tmp_path: Path, policy: Path) -> None:
+    """Option parsing stops at the command (as with env or sudo): `--policy` after it is the command's own, so
+    boundary reports the command it looked for, not a second policy."""
+    result = boundary("run", "--policy", str(policy), NO_SUCH_COMMAND, "--policy", "--lgo", cwd=tmp_path)
+    assert result.returncode == EXIT_BOUNDARY_FAILED
+    assert result.stderr == f"boundary: command not found: '{NO_SUCH_COMMAND}'\n"
 
 
 # --- boundary policy: exit 0/1/2, errors as one `boundary: ...` line and 2 ------------------------------------
