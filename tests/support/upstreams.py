@@ -18,6 +18,10 @@ Routes served by :func:`default_routes` (used unless a custom handler is given):
 - ``/big?mb=N``: ``N`` MiB of zero bytes (Content-Length set), streamed 64 KiB at a time, never held whole.
 - ``POST /upload``: reads the body streamed (Content-Length or chunked) and answers
   ``{"length": <bytes>, "sha256": <hex>}``.
+- ``GET /ws`` with a WebSocket handshake (RFC 6455): ``101`` with ``Sec-WebSocket-Accept``, then every text or
+  binary message (fragments joined) is echoed in one frame, a ping answered with a pong, a close with the same
+  close code, and the connection closed. Unmasked client frames get close ``1002``. Received messages are kept
+  in :attr:`Upstream.websocket_messages`. Without a valid handshake: ``400``.
 - anything else: 200 JSON echo ``{"method", "path", "host", "body_len", "sni"}`` (``path`` is the raw request
   target, ``host`` the raw Host header).
 """
@@ -44,6 +48,8 @@ from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import trustme
+
+from tests.support import websocket
 
 __all__ = [
     "MAX_RECORDED_BODY",
@@ -544,6 +550,53 @@ class Exchange:
         await self.respond(status, body, content_type="application/json", headers=headers)
 
 
+async def _read_raw_frame(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readexactly(2)
+    extended = await reader.readexactly(websocket.extended_length_size(head[1]))
+    length = int.from_bytes(extended, "big") if extended else head[1] & 0x7F
+    return head + extended + await reader.readexactly((4 if head[1] & 0x80 else 0) + length)
+
+
+async def _websocket_echo(ex: Exchange) -> None:
+    """The ``/ws`` route (see the module docstring)."""
+    key = ex.header("sec-websocket-key")
+    upgrade = (ex.header("upgrade") or "").lower()
+    if ex.method != "GET" or upgrade != "websocket" or ex.header("sec-websocket-version") != "13" or not key:
+        await ex.respond(400, b"not a websocket handshake\n")
+        return
+    await ex._finish_request()
+    ex.response_started = ex._finished = True
+    ex.keep_alive = False
+    head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    ex._writer.write(f"{head}Sec-WebSocket-Accept: {websocket.accept_key(key)}\r\n\r\n".encode())
+    await ex._writer.drain()
+    message = bytearray()
+    opcode = websocket.CONTINUATION
+    while True:
+        try:
+            frame = websocket.decode_frame(await _read_raw_frame(ex._reader))
+        except asyncio.IncompleteReadError:
+            return  # the client went away without a close frame
+        if not frame.masked:
+            reply = websocket.encode_frame(websocket.CLOSE, websocket.close_payload(1002, "unmasked frame"))
+        elif frame.opcode == websocket.PING:
+            reply = websocket.encode_frame(websocket.PONG, frame.payload)
+        elif frame.opcode == websocket.CLOSE:
+            reply = websocket.encode_frame(websocket.CLOSE, frame.payload[:2])
+        else:
+            opcode = frame.opcode if frame.opcode != websocket.CONTINUATION else opcode
+            message += frame.payload
+            if not frame.fin:
+                continue
+            ex.upstream._record_websocket_message(opcode, bytes(message))
+            reply = websocket.encode_frame(opcode, bytes(message))
+            message.clear()
+        ex._writer.write(reply)
+        await ex._writer.drain()
+        if not frame.masked or frame.opcode == websocket.CLOSE:
+            return
+
+
 #: A request handler: answer the :class:`Exchange` (it may delegate to :func:`default_routes`).
 Handler = Callable[[Exchange], Awaitable[None]]
 
@@ -584,6 +637,8 @@ async def default_routes(ex: Exchange) -> None:
             await ex.send(piece)
             left -= len(piece)
         await ex.end()
+    elif ex.path == "/ws":
+        await _websocket_echo(ex)
     elif ex.path == "/upload" and ex.method == "POST":
         digest = hashlib.sha256()
         length = 0
@@ -622,6 +677,7 @@ class Upstream(_Server):
         self._sni_seen: weakref.WeakKeyDictionary[ssl.SSLObject, str] = weakref.WeakKeyDictionary()
         self._conn_counter = 0
         self._sse_events = 0
+        self._websocket_messages: list[tuple[int, bytes]] = []
         self._sse_gate = asyncio.Event()  # binds to the server's loop on first use there
         if ssl_ctx is not None:
             ssl_ctx.sni_callback = self._on_sni
@@ -646,6 +702,12 @@ class Upstream(_Server):
         """How many ``/sse`` events this upstream has started writing so far (all streams)."""
         with self._lock:
             return self._sse_events
+
+    @property
+    def websocket_messages(self) -> list[tuple[int, bytes]]:
+        """Every ``/ws`` text or binary message received so far, as (opcode, payload), in arrival order."""
+        with self._lock:
+            return list(self._websocket_messages)
 
     def release_sse(self) -> None:
         """Let gated ``/sse?gate=1`` streams (current and future) send their remaining events."""
@@ -673,6 +735,10 @@ class Upstream(_Server):
     def _note_sse_event(self) -> None:
         with self._lock:
             self._sse_events += 1
+
+    def _record_websocket_message(self, opcode: int, payload: bytes) -> None:
+        with self._lock:
+            self._websocket_messages.append((opcode, payload))
 
     def _record(self, req: RecordedRequest) -> None:
         with self._lock:

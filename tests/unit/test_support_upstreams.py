@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import websocket
 from tests.support.upstreams import (
     MAX_RECORDED_BODY,
     Exchange,
@@ -419,3 +420,83 @@ def test_requests_snapshot_is_safe_to_read_while_serving(plain: Upstream) -> Non
         thread.join()
     assert [r.path for r in plain.requests] == [f"/r{i}" for i in range(50)]
     assert seen == sorted(seen)
+
+
+# ------------------------------------------------------------------------------------------ the /ws route
+
+
+def _ws(upstream: Upstream, ca: TestCA | None = None) -> websocket.WebSocketClient:
+    scheme = "wss" if ca is not None else "ws"
+    return websocket.WebSocketClient.connect(
+        f"{scheme}://allowed.test/ws",
+        address=("127.0.0.1", upstream.port),
+        context=ca.client_context() if ca is not None else None,
+    )
+
+
+def test_ws_handshake_answers_101_with_the_accept_key(plain: Upstream) -> None:
+    with socket.create_connection(("127.0.0.1", plain.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: allowed.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head  # RFC 6455 §1.3's example
+    assert b"Content-Length" not in head and b"Transfer-Encoding" not in head
+    (recorded,) = plain.requests
+    assert (recorded.method, recorded.path, recorded.header("upgrade")) == ("GET", "/ws", "websocket")
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_ws_echoes_messages_pings_and_the_close(ca: TestCA, https: Upstream, plain: Upstream, tls: bool) -> None:
+    upstream = https if tls else plain
+    client = _ws(upstream, ca if tls else None)
+    try:
+        assert client.status == 101
+        big = os.urandom(70_000)
+        client.send(websocket.BINARY, big)
+        assert client.receive() == (websocket.BINARY, big)
+        client.send(websocket.TEXT, "héllo".encode()[:3], fin=False)  # a fragment may end inside a character
+        client.send(websocket.CONTINUATION, "héllo".encode()[3:])
+        assert client.receive() == (websocket.TEXT, "héllo".encode())
+        client.send(websocket.PING, b"are you there")
+        assert client.receive() == (websocket.PONG, b"are you there")
+        client.send(websocket.CLOSE, websocket.close_payload(1000, "bye"))
+        assert client.receive() == (websocket.CLOSE, websocket.close_payload(1000))
+        with pytest.raises(ConnectionError):
+            client.receive()  # and the server closed the connection
+    finally:
+        client.close()
+    assert upstream.websocket_messages == [(websocket.BINARY, big), (websocket.TEXT, "héllo".encode())]
+    assert upstream.errors == []
+
+
+def test_ws_answers_an_unmasked_frame_with_close_1002(plain: Upstream) -> None:
+    client = _ws(plain)
+    try:
+        client._sock.sendall(websocket.encode_frame(websocket.TEXT, b"unmasked"))
+        assert client.receive() == (websocket.CLOSE, websocket.close_payload(1002, "unmasked frame"))
+    finally:
+        client.close()
+    assert plain.websocket_messages == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"},  # no key
+        {"Upgrade": "h2c", "Connection": "Upgrade", "Sec-WebSocket-Key": "x", "Sec-WebSocket-Version": "13"},
+        {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "x", "Sec-WebSocket-Version": "8"},
+    ],
+)
+def test_ws_without_a_valid_handshake_is_400(plain: Upstream, headers: dict[str, str]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=10)
+    conn.request("GET", "/ws", headers=headers)
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (400, b"not a websocket handshake\n")
+    conn.close()
+    assert plain.websocket_messages == []
