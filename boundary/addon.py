@@ -193,9 +193,15 @@ def _strip_upgrade(headers: http.Headers) -> None:
 
 
 def _is_websocket_switch(flow: http.HTTPFlow) -> bool:
+    """A 101 that mitmproxy's WebSocket layer takes over (the same test it applies: version 13 asked, both sides
+    say `websocket`); any other 101 would leave a raw stream behind."""
     assert flow.response is not None
-    return flow.response.status_code == 101 and all(
-        _tokens(message.headers.get("Upgrade", "")) == ["websocket"] for message in (flow.request, flow.response)
+    return (
+        flow.response.status_code == 101
+        and flow.request.headers.get("Sec-WebSocket-Version", "") == "13"
+        and all(
+            _tokens(message.headers.get("Upgrade", "")) == ["websocket"] for message in (flow.request, flow.response)
+        )
     )
 
 
@@ -354,6 +360,13 @@ class PolicyAddon:
         # Without this, SSE and other streamed bodies would only reach the client when they end.
         flow.response.stream = True
         self._log_flow(flow, flow.response.status_code)
+
+    @_fail_closed
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        # mitmproxy keeps every message of a WebSocket for the connection's life; the relay needs none once this
+        # hook returns (it sends its own reference), so memory stays flat on a long-lived socket.
+        assert flow.websocket is not None
+        flow.websocket.messages.clear()
 
     def error(self, flow: http.HTTPFlow) -> None:
         try:

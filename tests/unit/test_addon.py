@@ -987,6 +987,28 @@ def test_a_websocket_switch_goes_through(harness: Harness) -> None:
     assert (line["decision"], line["status"]) == ("allow", 101)
 
 
+def test_a_websocket_switch_without_version_13_is_a_protocol_switch(harness: Harness) -> None:
+    """mitmproxy takes a 101 over as WebSocket only when version 13 was asked for; any other "websocket" 101
+    would be relayed as a raw stream, so it is killed and audited like any other switch."""
+    flow = harness.http_flow("plain.example.com", 80, tls=False, sni=None, path="/ws")
+    flow.request.headers.update({"Upgrade": "websocket", "Connection": "Upgrade"})
+    harness.addon.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=101, headers=http.Headers(upgrade="websocket", connection="Upgrade"))
+    harness.addon.responseheaders(flow)
+    assert flow.error is not None and flow.error.msg == mflow.Error.KILLED_MESSAGE
+    [line] = harness.lines()
+    assert (line["decision"], line["reason"]) == ("deny", "protocol-switch")
+
+
+def test_websocket_messages_are_not_kept_after_relay(harness: Harness) -> None:
+    """mitmproxy appends every message of a WebSocket to its flow for the connection's life; the hook empties
+    the list so a long-lived socket's memory stays flat (the relay sends its own reference)."""
+    flow = tflow.twebsocketflow()
+    assert flow.websocket is not None and flow.websocket.messages
+    harness.addon.websocket_message(flow)
+    assert flow.websocket.messages == []
+
+
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
