@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
-import subprocess
-import termios
 import time
 
 from tests.e2e.conftest import Jailer
-from tests.support.runner import boundary_argv, prepare
-from tests.support.tools import rootless_identity
+from tests.support.runner import boundary_on_terminal
 
 # Reads one line from the terminal, echoes it, then waits to be interrupted.
 WORKLOAD = r"""
@@ -48,39 +44,12 @@ def _read_until(fd: int, needle: bytes, timeout: float = 30.0) -> bytes:
 
 def test_workload_reads_the_terminal_and_ctrl_c_reaches_it(jail: Jailer) -> None:
     """Typed input reaches the jailed command; Ctrl-C on the terminal interrupts it and boundary exits 130."""
-    master, slave = os.openpty()
-    if jail.rootless:
-        os.chown(os.ttyname(slave), *rootless_identity())
     command = ["python3", "-c", WORKLOAD]
-    invocation = prepare(boundary_argv(jail.args(command)), rootless=jail.rootless, expose=[jail.workdir])
-
-    def controlling_terminal() -> None:
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
-    try:
-        proc = subprocess.Popen(
-            invocation.argv,
-            env=invocation.env,
-            cwd=invocation.cwd,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            preexec_fn=controlling_terminal,  # the child needs the pty as its controlling terminal
-        )
-        os.close(slave)
-        try:
-            _read_until(master, b"boundary: run ")
-            time.sleep(1.0)  # let the workload start reading
-            os.write(master, b"hello jail\n")
-            _read_until(master, b"got:hello jail")
-            os.write(master, b"\x03")
-            _read_until(master, b"interrupted")
-            assert proc.wait(timeout=30) == 130
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    finally:
-        os.close(master)
-        invocation.cleanup()
+    with boundary_on_terminal(jail.args(command), rootless=jail.rootless, expose=[jail.workdir]) as run:
+        _read_until(run.master, b"boundary: run ")
+        time.sleep(1.0)  # let the workload start reading
+        os.write(run.master, b"hello jail\n")
+        _read_until(run.master, b"got:hello jail")
+        os.write(run.master, b"\x03")
+        _read_until(run.master, b"interrupted")
+        assert run.proc.wait(timeout=30) == 130

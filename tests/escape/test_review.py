@@ -26,8 +26,8 @@ import pytest
 from tests.e2e.conftest import POLICY, Jailer
 from tests.escape.conftest import Witnesses, run_probe
 from tests.support.canaries import UnixCanary
-from tests.support.runner import boundary_argv, make_user_dir, prepare
-from tests.support.tools import rootless_identity, venv_python
+from tests.support.runner import boundary_argv, boundary_on_terminal, make_user_dir, prepare
+from tests.support.tools import venv_python
 
 # The in-jail client: argv[1] is JSON {"tls": bool, "host": str, "port": int, "steps": [[bytes-as-latin1,
 # read_response], ...]}; prints one JSON line with every response head it read and how the connection ended.
@@ -216,38 +216,16 @@ def test_the_workload_cannot_type_into_the_invoking_terminal(jail: Jailer) -> No
     the user's shell, outside the jail, as soon as boundary exits (the bubblewrap CVE-2017-5226 escape). Kernels
     with dev.tty.legacy_tiocsti=1 (or without that sysctl) allow it to any process of the terminal's session.
     After the run, nothing the workload typed may be waiting in the terminal's input queue."""
-    master, slave = os.openpty()
-    if jail.rootless:
-        os.chown(os.ttyname(slave), *rootless_identity())
     command = [str(venv_python()), "-c", TIOCSTI_WORKLOAD]
-    inv = prepare(boundary_argv(jail.args(command)), rootless=jail.rootless, expose=[jail.workdir])
-
-    def controlling_terminal() -> None:
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
-    try:
-        proc = subprocess.Popen(
-            inv.argv,
-            env=inv.env,
-            cwd=inv.cwd,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            preexec_fn=controlling_terminal,
-        )
-        proc.wait(timeout=60)
-        queued = fcntl.ioctl(slave, termios.FIONREAD, b"\0\0\0\0")
+    with boundary_on_terminal(jail.args(command), rootless=jail.rootless, expose=[jail.workdir]) as run:
+        returncode = run.proc.wait(timeout=60)
+        queued = fcntl.ioctl(run.slave, termios.FIONREAD, b"\0\0\0\0")
         waiting = int.from_bytes(queued, "little")
         pending = b""
         if waiting:
-            os.set_blocking(slave, False)
-            pending = os.read(slave, waiting)
-    finally:
-        os.close(slave)
-        os.close(master)
-        inv.cleanup()
-    assert proc.returncode == 0
+            os.set_blocking(run.slave, False)
+            pending = os.read(run.slave, waiting)
+    assert returncode == 0
     assert pending == b"", f"the workload left {pending!r} for the invoking shell to read"
 
 

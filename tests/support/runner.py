@@ -30,6 +30,7 @@ not leave the group; the unshare/sh/setpriv wrappers all ``exec``, so ``proc.pid
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -37,9 +38,10 @@ import signal
 import stat
 import subprocess
 import tempfile
+import termios
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -355,6 +357,52 @@ def run_python(
 def boundary_argv(args: Sequence[str]) -> list[str | os.PathLike[str]]:
     """The venv's ``python -m boundary ARGS``, with the checkout shown to a `run` jail (``checkout_shown``)."""
     return python_argv(["-m", "boundary", *checkout_shown(args)])
+
+
+@dataclass
+class OnTerminal:
+    """`boundary` started on a fresh pty that is its controlling terminal, as from an interactive shell."""
+
+    proc: subprocess.Popen[bytes]
+    master: int  # the terminal's side: what a user types, what the screen shows
+    slave: int  # the shell's side, kept open: what is queued there is what the invoking shell would read next
+    invocation: Invocation
+
+
+@contextlib.contextmanager
+def boundary_on_terminal(args: Sequence[str], *, rootless: bool, expose: Iterable[Path] = ()) -> Iterator[OnTerminal]:
+    """Run ``boundary ARGS`` with a new pty as stdin/stdout/stderr and controlling terminal (its own session);
+    killed if still running, and the pty closed, on exit."""
+    master, slave = os.openpty()
+    invocation: Invocation | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        if rootless:
+            os.chown(os.ttyname(slave), *rootless_identity())
+        invocation = prepare(boundary_argv(args), rootless=rootless, expose=expose)
+
+        def controlling_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+        proc = subprocess.Popen(
+            invocation.argv,
+            env=invocation.env,
+            cwd=invocation.cwd,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            preexec_fn=controlling_terminal,
+        )
+        yield OnTerminal(proc, master, slave, invocation)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(slave)
+        os.close(master)
+        if invocation is not None:
+            invocation.cleanup()
 
 
 def checkout_shown(args: Sequence[str]) -> list[str]:
