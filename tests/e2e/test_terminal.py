@@ -9,12 +9,13 @@ import time
 from tests.e2e.conftest import Jailer
 from tests.support.runner import boundary_on_terminal
 
-# Reads one line from the terminal, echoes it, then waits to be interrupted.
+# Reads one line from the terminal, echoes it, then waits to be interrupted. The whole script is inside the
+# `try`: Ctrl-C may arrive the moment the echo is out, before a later `try` would have been entered.
 WORKLOAD = r"""
-import signal, sys, time
-line = sys.stdin.readline()
-print("got:" + line.strip(), flush=True)
+import sys, time
 try:
+    line = sys.stdin.readline()
+    print("got:" + line.strip(), flush=True)
     while True:
         time.sleep(0.1)
 except KeyboardInterrupt:
