@@ -164,7 +164,7 @@ def run(options: RunOptions) -> int:
     overrides = override_table([parse_resolve(text) for text in options.resolve])
     extra_cas = _read_upstream_cas(options.upstream_ca)
     invoker, workload = identities(options.user, env, os.getuid(), os.getgid())
-    _user_binds(options.binds)
+    user_binds = _user_binds(options.binds)
     _check_command(options.argv, env)
 
     run_id = audit.new_run_id()
@@ -174,7 +174,9 @@ def run(options: RunOptions) -> int:
     ca = generate_ca(run_id, now)
     rundir = Path(tempfile.mkdtemp(prefix=f"boundary-{run_id}-"))
     try:
-        return _run_in(rundir, options, env, matcher, overrides, extra_cas, invoker, workload, run_id, log, ca)
+        return _run_in(
+            rundir, options, env, matcher, overrides, extra_cas, invoker, workload, user_binds, run_id, log, ca
+        )
     finally:
         log.close()
         shutil.rmtree(rundir, ignore_errors=True)
@@ -191,6 +193,7 @@ def _run_in(
     extra_cas: bytes,
     invoker: Identity,
     workload: Identity,
+    user_binds: tuple[BindRequest, ...],
     run_id: str,
     log: audit.AuditLog,
     ca: RunCA,
@@ -232,7 +235,7 @@ def _run_in(
             mounts.host_path,
             env,
             os.getcwd(),
-            [*binds, *_user_binds(options.binds), *protected],
+            [*binds, *user_binds, *protected],
             workload,
             sockets=mounts.home_sockets(workload.home or env.get("HOME")),
         ),
