@@ -204,29 +204,15 @@ def test_target_refuses_what_the_host_resolver_says_is_loopback() -> None:
 def test_target_skips_synthetic_answers(answers: list[str], expected: tuple[str, int]) -> None:
     """The first resolver answer that is not synthetic (IPv4-mapped included) is the one dialled."""
     gate, table = make_gate()
-    address = str(table.address_for("api.example.com"))
-
-    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
-        assert isinstance(loop, StaticResolverLoop)
-        loop.answers = {"api.example.com": answers}
-        return await gate.target(loop, address, 443)
-
-    assert run(main, StaticResolverLoop) == expected
+    assert resolve_with(gate, table, answers) == expected
 
 
 @pytest.mark.parametrize("answers", [["198.18.0.9"], ["198.19.255.254", "::ffff:198.18.0.1"], []])
 def test_target_refuses_a_name_that_resolves_only_to_synthetic_addresses(answers: list[str]) -> None:
     """If the resolver gives nothing but synthetic addresses (or nothing), the dial is refused."""
     gate, table = make_gate()
-    address = str(table.address_for("api.example.com"))
-
-    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int]:
-        assert isinstance(loop, StaticResolverLoop)
-        loop.answers = {"api.example.com": answers}
-        return await gate.target(loop, address, 443)
-
     with pytest.raises(DialRefused) as info:
-        run(main, StaticResolverLoop)
+        resolve_with(gate, table, answers)
     assert info.value.strerror == (
         "boundary: refusing to dial api.example.com:443: it resolves only to synthetic addresses"
     )

@@ -54,11 +54,6 @@ def needs_claude() -> Path:
     return claude
 
 
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA()
-
-
 @pytest.fixture
 def standin(ca: TestCA) -> Iterator[AnthropicStandin]:
     with start_anthropic_standin(ca, [API]) as s:

@@ -21,16 +21,6 @@ from tests.support.upstreams import TestCA
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA()
-
-
-@pytest.fixture(scope="module")
-def ca_pem(ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ca.write_ca_pem(tmp_path_factory.mktemp("ca"))
-
-
 @pytest.fixture
 def server(ca: TestCA) -> Iterator[GitServer]:
     with start_git_server(ca, names=("github.com", "localhost")) as srv:

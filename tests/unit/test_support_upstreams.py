@@ -39,16 +39,6 @@ CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 
 
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA()
-
-
-@pytest.fixture(scope="module")
-def ca_pem(ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ca.write_ca_pem(tmp_path_factory.mktemp("ca"))
-
-
 @pytest.fixture
 def https(ca: TestCA) -> Iterator[Upstream]:
     with start_https_upstream(ca, NAMES) as up:
