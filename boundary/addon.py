@@ -382,22 +382,24 @@ class PolicyAddon:
     @_fail_closed
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         name, port, address = self._destination(flow.server_conn)
+        scheme = _scheme(flow.client_conn, http=False)
         if name is None:
             decision = deny(REASON_IP_LITERAL)
         elif flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
             decision = deny(REASON_SNI_MISMATCH)
         else:
-            decision = self.matcher.decide(Request(_scheme(flow.client_conn, http=False), name, port, None, None))
+            decision = self.matcher.decide(Request(scheme, name, port, None, None))
         host = name if name is not None else address
         self._clearance_of(flow.client_conn).streams[flow.server_conn.id] = decision.allowed
-        self._write(decision, scheme=_scheme(flow.client_conn, http=False), host=host, port=port)
+        self._write(decision, scheme=scheme, host=host, port=port)
         if not decision.allowed:
             flow.kill()
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         """mitmproxy's TCP layer relays even a killed flow (after a protocol switch it is already connected):
         a denied stream's messages are emptied, in both directions."""
-        if not self._clearance_of(flow.client_conn).streams.get(flow.server_conn.id, False):
+        clearance = self._clearance.get(flow.client_conn.id)  # per message: look up, never create
+        if clearance is None or not clearance.streams.get(flow.server_conn.id, False):
             flow.messages[-1].content = b""
 
     @_fail_closed
@@ -415,7 +417,11 @@ class PolicyAddon:
         self._proxy_clients.discard(client.id)
 
     def _clearance_of(self, client: connection.Client) -> _Clearance:
-        return self._clearance.setdefault(client.id, _Clearance())
+        # Not `setdefault(id, _Clearance())`: that builds a throwaway set and dict on every call.
+        clearance = self._clearance.get(client.id)
+        if clearance is None:
+            clearance = self._clearance[client.id] = _Clearance()
+        return clearance
 
     def _may_dial(self, client: connection.Client, server: connection.Server, address: str, port: int) -> bool:
         """A raw stream's connection by its own decision; any other by an allowed request to the destination."""
