@@ -236,16 +236,10 @@ def test(file: str, cases: str) -> None:
     from boundary import policytool
     from boundary.errors import CasesError
     from boundary.matcher import Matcher
-    from boundary.policy import load_policy
+    from boundary.policy import load_policy, read_text
 
     matcher = Matcher(load_policy(file))
-    try:
-        with open(cases, encoding="utf-8-sig") as stream:
-            text = stream.read()
-    except OSError as e:
-        raise CasesError(f"{cases}: cannot read cases: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise CasesError(f"{cases}: cannot read cases: not UTF-8 text (byte {e.start})") from e
+    text = read_text(cases, "cases", CasesError)
     outcomes = policytool.run_cases(matcher, policytool.parse_cases(text, cases))
     click.echo(policytool.render_outcomes(outcomes, cases), nl=False)
     sys.exit(0 if all(outcome.passed for outcome in outcomes) else 1)

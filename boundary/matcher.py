@@ -201,12 +201,8 @@ class Matcher:
             found = canonical
         else:
             buckets = self._buckets(canonical)
-            if len(buckets) == 1:
-                allow_all = [rule for _, rule in buckets[0].allow]
-                deny_all = [rule for _, rule in buckets[0].deny]
-            else:
-                allow_all = _merged(bucket.allow for bucket in buckets)
-                deny_all = _merged(bucket.deny for bucket in buckets)
+            allow_all = _merged(bucket.allow for bucket in buckets)
+            deny_all = _merged(bucket.deny for bucket in buckets)
             found = _Candidates(
                 allows=tuple(rule for rule in allow_all if rule.ports is not None and port in rule.ports),
                 denies=tuple(rule for rule in deny_all if rule.ports is None or port in rule.ports),

@@ -39,7 +39,7 @@ from urllib.parse import unquote, unquote_plus
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from boundary.errors import PolicyError
+from boundary.errors import BoundaryError, PolicyError
 from boundary.presets import PRESET_PREFIX, PRESETS
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "parse_policy",
     "query_readings",
     "raw_target_matchable",
+    "read_text",
     "show_node",
     "star_matches",
 ]
@@ -1262,20 +1263,33 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Read and parse a policy file and the files it includes (relative to the including file's directory);
     an unreadable file is a PolicyError too."""
     name = os.fspath(path)
-    try:
-        with open(name, encoding="utf-8-sig") as file:
-            text = file.read()
-    except OSError as e:
-        raise PolicyError(f"{name}: cannot read policy: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise PolicyError(f"{name}: cannot read policy: not UTF-8 text (byte {e.start})") from e
+    text = read_text(name, "policy", PolicyError)
     return _Assembler(_read_include).policy(text, name, os.path.normpath(name))
+
+
+def read_text(name: str, what: str, error: type[BoundaryError]) -> str:
+    """The text of the UTF-8 file `name` (a BOM dropped); unreadable, it raises `error`
+    `NAME: cannot read WHAT: why`."""
+    try:
+        return _read_utf8(name)
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{name}: cannot read {what}: {_read_problem(e)}") from e
+
+
+def _read_utf8(name: str) -> str:
+    with open(name, encoding="utf-8-sig") as file:
+        return file.read()
+
+
+def _read_problem(e: OSError | UnicodeDecodeError) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {e.start})"
+    return str(e.strerror or e)
 
 
 def _read_include(reference: str, including: str) -> tuple[str, str]:
     name = os.path.normpath(os.path.join(os.path.dirname(including), reference))
-    with open(name, encoding="utf-8-sig") as file:
-        return name, file.read()
+    return name, _read_utf8(name)
 
 
 class _Assembler:
@@ -1321,10 +1335,8 @@ class _Assembler:
                 doc.fail(include.line, include.at, f"cannot include {reference!r}: no file loader (use load_policy)")
             try:
                 source, text = self.load(reference, doc.source)
-            except OSError as e:
-                doc.fail(include.line, include.at, f"cannot read {reference!r}: {e.strerror or e}")
-            except UnicodeDecodeError as e:
-                doc.fail(include.line, include.at, f"cannot read {reference!r}: not UTF-8 text (byte {e.start})")
+            except (OSError, UnicodeDecodeError) as e:
+                doc.fail(include.line, include.at, f"cannot read {reference!r}: {_read_problem(e)}")
             is_preset = False
         identities = [identity for identity, _ in self.stack]
         if source in identities:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from boundary.errors import PolicyError
+from boundary.errors import CasesError, PolicyError
 from boundary.policy import (
     DEFAULT_PORTS,
     DENY_RULE_TABLE,
@@ -41,6 +41,7 @@ from boundary.policy import (
     parse_policy,
     query_readings,
     raw_target_matchable,
+    read_text,
     show_node,
     star_matches,
 )
@@ -642,6 +643,17 @@ def test_load_policy_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as raised:
         load_policy(path)
     assert str(raised.value) == f"{path}: cannot read policy: not UTF-8 text (byte 11)"
+
+
+def test_read_text_drops_bom_and_raises_the_given_error(tmp_path: Path) -> None:
+    """read_text serves every file the CLI reads: the BOM goes, and a failure is the caller's error class."""
+    path = tmp_path / "cases.yaml"
+    path.write_bytes(b"\xef\xbb\xbf- a\n")
+    assert read_text(str(path), "cases", CasesError) == "- a\n"
+    path.write_bytes(b"- \xff\n")
+    with pytest.raises(CasesError) as raised:
+        read_text(str(path), "cases", CasesError)
+    assert str(raised.value) == f"{path}: cannot read cases: not UTF-8 text (byte 2)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
