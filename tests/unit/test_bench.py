@@ -126,3 +126,20 @@ def test_the_benchmark_policy_has_more_than_ten_rules_and_allows_its_phases() ->
     matcher = Matcher(policy)
     for method, path in (("GET", "/hello"), ("GET", "/big?mb=1"), ("POST", "/upload")):
         assert matcher.decide(Request("https", "bench.test", 443, method, path)).allowed, (method, path)
+
+
+def test_the_load_generator_fixes_its_allocator_thresholds() -> None:
+    """The client and upstream pin glibc's mmap/trim thresholds so large-body figures do not depend on which phase
+    ran before (a direct download measured 250 or 600 MiB/s by phase order): afterwards a 1 MiB block comes from
+    the heap (below the program break), where by default it is a fresh mapping above it."""
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import ctypes\n"
+        "from scripts import bench_client\n"
+        "assert bench_client.steady_allocator()\n"
+        "libc = ctypes.CDLL(None); libc.malloc.restype = ctypes.c_void_p; libc.sbrk.restype = ctypes.c_void_p\n"
+        "p = libc.malloc(1 << 20); top = libc.sbrk(0)\n"
+        "print('heap' if top and p and p < top else 'mapped')\n"
+    )
+    out = subprocess.run([str(venv_python()), "-c", script, str(repo_root())], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "heap"
