@@ -5,9 +5,9 @@
     scripts/bench --quick               # smaller counts (a smoke run, numbers are noisy)
     scripts/bench --json out.json --download-mb 2048
 
-One HTTPS upstream (scripts/bench_client.py serve: HTTP/1.1 keep-alive, a tiny body, a streamed body of any
-size, an upload sink) on 127.0.0.1, and one client (scripts/bench_client.py suite) that runs the same phases
-against three targets:
+One HTTPS upstream (scripts/bench_client.py serve: HTTP/1.1 keep-alive and HTTP/2 by ALPN, a tiny body, a
+streamed body of any size, an upload sink, a server-sent event stream) on 127.0.0.1, and one client
+(scripts/bench_client.py suite) that runs the same phases against three targets:
 
 1. direct: no proxy, the physical limit of this machine with this client and upstream;
 2. mitmdump: bare mitmproxy as an explicit proxy (CONNECT), streaming on (`stream_large_bodies=64k`), quiet,
@@ -16,9 +16,12 @@ against three targets:
    by `--resolve`.
 
 Phases: keep-alive latency (p50/p95 over N requests on one connection), latency of a request on a new TLS
-connection, requests/s of 20 and of 200 keep-alive connections, a streamed download (default 1 GiB) and an
-upload. While a phase runs the proxy's resident memory is sampled every 20 ms (the peak during the 200-
-connection phase and the value right after the download are reported). Start-up: the median wall time of
+connection, requests/s of 20 and of 200 keep-alive connections, HTTP/2 latency (streams one after another on
+one connection) and requests/s (20 concurrent streams), the delay of server-sent events (upstream write to
+client read), a streamed download (default 1 GiB) and an upload. While a phase runs the proxy's resident
+memory is sampled every 20 ms (the peak during the 200-connection phase and the value right after the download
+are reported). Squid with ssl-bump (optional in issue 6) is not measured: mitmdump is the baseline that shares
+boundary's engine, so the ratios isolate what boundary adds or removes. Start-up: the median wall time of
 `boundary run -- true` and of Anthropic's sandbox-runtime `srt true` (0.0.78, installed by `scripts/setup
 --with-bench-tools`), interleaved. Decision time: scripts/bench_policy.py at 10,000 rules.
 
@@ -57,7 +60,7 @@ version: 1
 allow:
   - domain: bench.test
     methods: [GET, POST]
-    paths: ["/hello", "/big", "/upload"]
+    paths: ["/hello", "/big", "/upload", "/events"]
   - {domain: api.anthropic.com, methods: [POST], paths: ["/v1/messages"]}
   - {domain: statsig.anthropic.com, methods: [POST]}
   - {domain: pypi.org, methods: [GET], paths: ["/simple/**", "/pypi/**"]}
@@ -301,6 +304,11 @@ ROWS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("request on a new TLS connection p95", "new_connection", "p95_ms", "ms", True),
     ("requests/s, 20 connections", "rps_20", "requests_per_s", "req/s", False),
     ("requests/s, 200 connections", "rps_200", "requests_per_s", "req/s", False),
+    ("HTTP/2 request p50", "h2_latency", "p50_ms", "ms", True),
+    ("HTTP/2 request p95", "h2_latency", "p95_ms", "ms", True),
+    ("HTTP/2 requests/s, 20 streams", "h2_rps", "requests_per_s", "req/s", False),
+    ("server-sent event delay p50", "sse", "p50_ms", "ms", True),
+    ("server-sent event delay p95", "sse", "p95_ms", "ms", True),
     ("streamed download", "download", "mb_per_s", "MiB/s", False),
     ("upload", "upload", "mb_per_s", "MiB/s", False),
 )

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The load generator and the upstream of scripts/bench (stdlib only, so it runs inside the jail unchanged).
+"""The load generator and the upstream of scripts/bench (stdlib and h2, which mitmproxy brings into the venv, so
+it runs inside the jail unchanged).
 
     bench_client.py serve DIR            # HTTPS upstream on 127.0.0.1; prints `PORT CA_FILE` (cert for bench.test)
     bench_client.py suite --via MODE ... # every client phase, one JSON line per event on stdout
@@ -11,8 +12,11 @@ MODE says how a connection reaches the upstream, so the very same client code me
 - `jail`: TCP to bench.test:443 by name (inside `boundary run`, the jail's DNS and redirect do the rest).
 
 Phases print `{"phase": P, "event": "start"}` before and `{"phase": P, "result": {...}}` after, so the
-caller can sample the proxy's memory while a phase runs. HTTP/1.1 only, hand-written: one request per
-round trip, Content-Length bodies, which is all the upstream here sends.
+caller can sample the proxy's memory while a phase runs. HTTP/1.1 is hand-written: one request per round
+trip, Content-Length bodies (and one close-delimited event stream). HTTP/2 (ALPN h2) uses the h2 library on
+both ends: GET /hello on streams of one connection. The event stream (`/events`) carries each event's send
+time (CLOCK_MONOTONIC, one clock for every process on the machine, jailed or not), so the client measures
+each event's delay from the upstream's write to its own read.
 """
 
 from __future__ import annotations
@@ -52,8 +56,49 @@ def steady_allocator() -> bool:
 # ----------------------------------------------------------------------------------------------- upstream
 
 
+def _query(target: str, name: str, default: int) -> int:
+    for pair in target.partition("?")[2].split("&"):
+        key, _, value = pair.partition("=")
+        if key == name:
+            return int(value)
+    return default
+
+
+async def _serve_events(writer: asyncio.StreamWriter, target: str) -> None:
+    """`/events?n=N&gap_ms=G`: N server-sent events G ms apart, each `data: <send time ns>`, then close."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+    gap = _query(target, "gap_ms", 5) / 1000
+    for _ in range(_query(target, "n", 100)):
+        writer.write(b"data: %d\n\n" % time.monotonic_ns())
+        await writer.drain()
+        await asyncio.sleep(gap)
+
+
+async def _serve_h2(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """HTTP/2: every request stream gets `hello`."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import DataReceived, RequestReceived
+
+    conn = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    conn.initiate_connection()
+    writer.write(conn.data_to_send())
+    while data := await reader.read(PIECE):
+        for event in conn.receive_data(data):
+            if isinstance(event, RequestReceived) and event.stream_id is not None:
+                conn.send_headers(event.stream_id, [(b":status", b"200"), (b"content-length", b"6")])
+                conn.send_data(event.stream_id, b"hello\n", end_stream=True)
+            elif isinstance(event, DataReceived) and event.stream_id is not None:
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        writer.write(conn.data_to_send())
+        await writer.drain()
+
+
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
+        if writer.get_extra_info("ssl_object").selected_alpn_protocol() == "h2":
+            await _serve_h2(reader, writer)
+            return
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
@@ -70,6 +115,9 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
                     writer.write(piece)
                     total -= len(piece)
                     await writer.drain()
+            elif target.startswith("/events"):
+                await _serve_events(writer, target)
+                return
             else:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Type: text/plain\r\n\r\nhello\n")
                 await writer.drain()
@@ -85,6 +133,7 @@ def serve(directory: Path) -> None:
     ca_file, cert_file, key_file = make_certs_for(directory, [NAME])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
+    context.set_alpn_protocols(["h2", "http/1.1"])
 
     async def main() -> None:
         server = await asyncio.start_server(_serve_connection, "127.0.0.1", 0, ssl=context, backlog=1024)
@@ -103,20 +152,20 @@ class Route:
     port: int  # upstream port (direct, proxy)
     proxy_port: int  # proxy (proxy)
     context: ssl.SSLContext
+    h2_context: ssl.SSLContext  # the same trust, offering ALPN h2
 
-    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open(self, h2: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        context = self.h2_context if h2 else self.context
         if self.via == "jail":
-            return await asyncio.open_connection(NAME, 443, ssl=self.context, server_hostname=NAME, limit=PIECE)
+            return await asyncio.open_connection(NAME, 443, ssl=context, server_hostname=NAME, limit=PIECE)
         if self.via == "direct":
-            return await asyncio.open_connection(
-                "127.0.0.1", self.port, ssl=self.context, server_hostname=NAME, limit=PIECE
-            )
+            return await asyncio.open_connection("127.0.0.1", self.port, ssl=context, server_hostname=NAME, limit=PIECE)
         reader, writer = await asyncio.open_connection("127.0.0.1", self.proxy_port, limit=PIECE)
         writer.write(f"CONNECT 127.0.0.1:{self.port} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode())
         answer = await reader.readuntil(b"\r\n\r\n")
         if not answer.startswith(b"HTTP/1.1 200") and not answer.startswith(b"HTTP/1.0 200"):
             raise ConnectionError(f"proxy refused CONNECT: {answer[:60]!r}")
-        await writer.start_tls(self.context, server_hostname=NAME)
+        await writer.start_tls(context, server_hostname=NAME)
         return reader, writer
 
 
@@ -223,12 +272,114 @@ async def upload(route: Route, mb: int) -> dict[str, float]:
     return {"mb_per_s": round(mb / elapsed, 1)}
 
 
+class H2Client:
+    """One HTTP/2 connection; `get()` sends GET /hello on a new stream and waits for the stream's end."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from h2.config import H2Configuration
+        from h2.connection import H2Connection
+
+        self._reader, self._writer = reader, writer
+        self._conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        self._conn.initiate_connection()
+        self._writer.write(self._conn.data_to_send())
+        self._ended: dict[int, asyncio.Future[None]] = {}
+        self._pump = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        from h2.events import DataReceived, StreamEnded, StreamReset
+
+        while data := await self._reader.read(PIECE):
+            for event in self._conn.receive_data(data):
+                if isinstance(event, DataReceived) and event.stream_id is not None:
+                    self._conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, StreamEnded | StreamReset) and event.stream_id in self._ended:
+                    ended = self._ended.pop(event.stream_id)
+                    if isinstance(event, StreamReset):
+                        ended.set_exception(ConnectionError(f"stream {event.stream_id} reset: {event.error_code}"))
+                    else:
+                        ended.set_result(None)
+            self._writer.write(self._conn.data_to_send())
+        for ended in self._ended.values():
+            ended.set_exception(ConnectionError("HTTP/2 connection closed"))
+
+    async def get(self) -> None:
+        stream_id = self._conn.get_next_available_stream_id()
+        ended = self._ended[stream_id] = asyncio.get_running_loop().create_future()
+        headers = [(b":method", b"GET"), (b":path", b"/hello"), (b":scheme", b"https"), (b":authority", NAME.encode())]
+        self._conn.send_headers(stream_id, headers, end_stream=True)
+        self._writer.write(self._conn.data_to_send())
+        await ended
+
+    def close(self) -> None:
+        self._pump.cancel()
+        self._writer.close()
+
+
+async def h2_latency(route: Route, count: int) -> dict[str, float]:
+    """p50/p95 of GET /hello, one stream after another on one HTTP/2 connection."""
+    client = H2Client(*await route.open(h2=True))
+    for _ in range(max(20, count // 20)):
+        await client.get()
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await client.get()
+        samples.append((time.perf_counter() - started) * 1000)
+    client.close()
+    return percentiles(samples)
+
+
+async def h2_throughput(route: Route, streams: int, seconds: float) -> dict[str, float]:
+    """Requests/s of `streams` concurrent streams looping GET /hello on one HTTP/2 connection."""
+    client = H2Client(*await route.open(h2=True))
+    done = 0
+    running = True
+
+    async def loop() -> None:
+        nonlocal done
+        while running:
+            await client.get()
+            done += 1
+
+    tasks = [asyncio.create_task(loop()) for _ in range(streams)]
+    await asyncio.sleep(seconds / 5)  # warm-up
+    start_count, started = done, time.perf_counter()
+    await asyncio.sleep(seconds)
+    rate = (done - start_count) / (time.perf_counter() - started)
+    running = False
+    await asyncio.gather(*tasks)
+    client.close()
+    return {"requests_per_s": round(rate, 1)}
+
+
+async def event_delay(route: Route, count: int) -> dict[str, float]:
+    """p50/p95 delay of server-sent events (5 ms apart), from the upstream's write to the client's read: a proxy
+    that held a streamed body back would show here."""
+    reader, writer = await route.open()
+    writer.write(
+        f"GET /events?n={count}&gap_ms=5 HTTP/1.1\r\nHost: {NAME}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ConnectionError(f"GET /events: {head.splitlines()[0]!r}")
+    samples = []
+    for _ in range(count):
+        event = await reader.readuntil(b"\n\n")
+        samples.append((time.monotonic_ns() - int(event.removeprefix(b"data: "))) / 1e6)
+    writer.close()
+    return percentiles(samples)
+
+
 def phases(args: argparse.Namespace) -> list[tuple[str, Callable[[Route], Awaitable[dict[str, float]]]]]:
     return [
         ("keepalive", lambda r: keepalive_latency(r, args.requests)),
         ("new_connection", lambda r: new_connection_latency(r, args.requests // 5)),
         ("rps_20", lambda r: throughput(r, 20, args.seconds)),
         ("rps_200", lambda r: throughput(r, 200, args.seconds)),
+        ("h2_latency", lambda r: h2_latency(r, args.requests)),
+        ("h2_rps", lambda r: h2_throughput(r, 20, args.seconds)),
+        ("sse", lambda r: event_delay(r, max(20, args.requests // 10))),
         ("download", lambda r: download(r, args.download_mb)),
         ("upload", lambda r: upload(r, args.upload_mb)),
     ]
@@ -239,8 +390,10 @@ def emit(**fields: object) -> None:
 
 
 async def suite(args: argparse.Namespace) -> None:
-    context = ssl.create_default_context(cafile=args.cafile or os.environ.get("SSL_CERT_FILE"))
-    route = Route(args.via, args.port, args.proxy_port, context)
+    cafile = args.cafile or os.environ.get("SSL_CERT_FILE")
+    context, h2_context = ssl.create_default_context(cafile=cafile), ssl.create_default_context(cafile=cafile)
+    h2_context.set_alpn_protocols(["h2"])
+    route = Route(args.via, args.port, args.proxy_port, context, h2_context)
     selected = set(args.only.split(",")) if args.only else None
     for name, run in phases(args):
         if selected is not None and name not in selected:

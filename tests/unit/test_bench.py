@@ -33,9 +33,20 @@ def test_client_suite_measures_every_phase_against_the_upstream(served: tuple[in
     argv = [str(venv_python()), str(bench.CLIENT), "suite", "--via", "direct", "--port", str(port)]
     argv += ["--cafile", str(ca), "--requests", "40", "--seconds", "0.3", "--download-mb", "3", "--upload-mb", "2"]
     result = bench.run_client(argv, timeout=120)
-    assert list(result.phases) == ["keepalive", "new_connection", "rps_20", "rps_200", "download", "upload"]
+    assert list(result.phases) == [
+        "keepalive",
+        "new_connection",
+        "rps_20",
+        "rps_200",
+        "h2_latency",
+        "h2_rps",
+        "sse",
+        "download",
+        "upload",
+    ]
     assert all(value > 0 for figures in result.phases.values() for value in figures.values()), result.phases
-    assert result.phases["keepalive"]["p95_ms"] >= result.phases["keepalive"]["p50_ms"]
+    for phase in ("keepalive", "h2_latency", "sse"):
+        assert result.phases[phase]["p95_ms"] >= result.phases[phase]["p50_ms"], phase
 
 
 def test_memory_is_sampled_per_phase_for_the_named_process(served: tuple[int, Path]) -> None:
@@ -124,7 +135,7 @@ def test_the_benchmark_policy_has_more_than_ten_rules_and_allows_its_phases() ->
     policy = parse_policy(bench.POLICY, "bench")
     assert len(policy.rules) >= 10
     matcher = Matcher(policy)
-    for method, path in (("GET", "/hello"), ("GET", "/big?mb=1"), ("POST", "/upload")):
+    for method, path in (("GET", "/hello"), ("GET", "/big?mb=1"), ("POST", "/upload"), ("GET", "/events?n=9")):
         assert matcher.decide(Request("https", "bench.test", 443, method, path)).allowed, (method, path)
 
 
