@@ -210,7 +210,7 @@ def bench_mitmdump(args: argparse.Namespace, port: int, ca: Path, work: Path) ->
     mitmdump = ROOT / ".venv" / "bin" / "mitmdump"
     options = ["--set", f"confdir={confdir}", "--set", "stream_large_bodies=64k"]
     options += ["--set", f"ssl_verify_upstream_trusted_ca={ca}"]
-    argv = [mitmdump, "-q", "--listen-host", "127.0.0.1", "--listen-port", str(proxy_port), *options]
+    argv = [str(mitmdump), "-q", "--listen-host", "127.0.0.1", "--listen-port", str(proxy_port), *options]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(proxy_port)
@@ -354,7 +354,7 @@ class Target:
 
 def added(report: dict[str, Any], target: str) -> float | None:
     t, d = report["targets"][target]["keepalive"]["p50_ms"], report["targets"]["direct"]["keepalive"]["p50_ms"]
-    return t - d
+    return float(t - d)
 
 
 def _div(a: float | None, b: float | None) -> float | None:
