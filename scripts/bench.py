@@ -23,7 +23,7 @@ memory is sampled every 20 ms (the peak during the 200-connection phase and the 
 are reported). Squid with ssl-bump (optional in issue 6) is not measured: mitmdump is the baseline that shares
 boundary's engine, so the ratios isolate what boundary adds or removes. Start-up: the median wall time of
 `boundary run -- true` and of Anthropic's sandbox-runtime `srt true` (0.0.78, installed by `scripts/setup
---with-bench-tools`), interleaved. Decision time: scripts/bench_policy.py at 10,000 rules.
+--with-bench-tools`), interleaved. Decision time: scripts/bench_policy.py at 10,000 rules (quietest of 3 rounds).
 
 Every figure carries its ratio to direct and to mitmdump; the targets of issue 6 are evaluated at the end.
 Numbers are for reading, never pass/fail: the exit status is 0 whenever every measurement ran.
@@ -320,7 +320,10 @@ def figure(results: dict[str, TargetResult], target: str, phase: str, key: str) 
 
 
 def ratio(a: float | None, b: float | None) -> str:
-    return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+    """Two decimals; two significant digits below 0.01 (mitmdump's event delay is ~400x boundary's)."""
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x" if a / b >= 0.01 else f"{a / b:.2g}x"
 
 
 def show(value: float | None) -> str:

@@ -154,3 +154,12 @@ def test_the_load_generator_fixes_its_allocator_thresholds() -> None:
     out = subprocess.run([str(venv_python()), "-c", script, str(repo_root())], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "heap"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "shown"),
+    [(500.0, 400.0, "1.25x"), (1.3, 554.6, "0.0023x"), (1.0, 0.0, "-"), (None, 2.0, "-")],
+)
+def test_ratios_keep_two_decimals_or_two_significant_digits(a: float | None, b: float | None, shown: str) -> None:
+    """A tiny ratio is not shown as 0.00x (boundary's event delay against mitmdump's)."""
+    assert bench.ratio(a, b) == shown
