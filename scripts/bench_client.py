@@ -30,8 +30,9 @@ import ssl
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 NAME = "bench.test"
@@ -206,17 +207,44 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def keepalive_latency(route: Route, count: int) -> dict[str, float]:
-    reader, writer = await route.open()
+async def latency_of(request: Callable[[], Awaitable[object]], count: int) -> dict[str, float]:
+    """p50/p95 (ms) of `count` calls of `request`, one after another, after a warm-up."""
     for _ in range(max(20, count // 20)):
-        await exchange(reader, writer, "GET", "/hello")
+        await request()
     samples = []
     for _ in range(count):
         started = time.perf_counter()
-        await exchange(reader, writer, "GET", "/hello")
+        await request()
         samples.append((time.perf_counter() - started) * 1000)
-    writer.close()
     return percentiles(samples)
+
+
+async def rate_of(requesters: Sequence[Callable[[], Awaitable[object]]], seconds: float) -> dict[str, float]:
+    """Requests/s of every requester looping at once (counted after a warm-up of a fifth of `seconds`)."""
+    done = 0
+    running = True
+
+    async def loop(request: Callable[[], Awaitable[object]]) -> None:
+        nonlocal done
+        while running:
+            await request()
+            done += 1
+
+    tasks = [asyncio.create_task(loop(request)) for request in requesters]
+    await asyncio.sleep(seconds / 5)
+    start_count, started = done, time.perf_counter()
+    await asyncio.sleep(seconds)
+    rate = (done - start_count) / (time.perf_counter() - started)
+    running = False
+    await asyncio.gather(*tasks)
+    return {"requests_per_s": round(rate, 1)}
+
+
+async def keepalive_latency(route: Route, count: int) -> dict[str, float]:
+    reader, writer = await route.open()
+    result = await latency_of(lambda: exchange(reader, writer, "GET", "/hello"), count)
+    writer.close()
+    return result
 
 
 async def new_connection_latency(route: Route, count: int) -> dict[str, float]:
@@ -233,25 +261,12 @@ async def new_connection_latency(route: Route, count: int) -> dict[str, float]:
 async def throughput(route: Route, concurrency: int, seconds: float) -> dict[str, float]:
     """Requests/s of `concurrency` keep-alive connections looping GET /hello (counted after all connected)."""
     connections = await asyncio.gather(*(route.open() for _ in range(concurrency)))
-    done = 0
-    running = True
-
-    async def loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal done
-        while running:
-            await exchange(reader, writer, "GET", "/hello")
-            done += 1
-
-    tasks = [asyncio.create_task(loop(r, w)) for r, w in connections]
-    await asyncio.sleep(seconds / 5)  # warm-up
-    start_count, started = done, time.perf_counter()
-    await asyncio.sleep(seconds)
-    rate = (done - start_count) / (time.perf_counter() - started)
-    running = False
-    await asyncio.gather(*tasks)
+    result = await rate_of(
+        [partial(exchange, reader, writer, "GET", "/hello") for reader, writer in connections], seconds
+    )
     for _, writer in connections:
         writer.close()
-    return {"requests_per_s": round(rate, 1)}
+    return result
 
 
 async def download(route: Route, mb: int) -> dict[str, float]:
@@ -319,38 +334,17 @@ class H2Client:
 async def h2_latency(route: Route, count: int) -> dict[str, float]:
     """p50/p95 of GET /hello, one stream after another on one HTTP/2 connection."""
     client = H2Client(*await route.open(h2=True))
-    for _ in range(max(20, count // 20)):
-        await client.get()
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        await client.get()
-        samples.append((time.perf_counter() - started) * 1000)
+    result = await latency_of(client.get, count)
     client.close()
-    return percentiles(samples)
+    return result
 
 
 async def h2_throughput(route: Route, streams: int, seconds: float) -> dict[str, float]:
     """Requests/s of `streams` concurrent streams looping GET /hello on one HTTP/2 connection."""
     client = H2Client(*await route.open(h2=True))
-    done = 0
-    running = True
-
-    async def loop() -> None:
-        nonlocal done
-        while running:
-            await client.get()
-            done += 1
-
-    tasks = [asyncio.create_task(loop()) for _ in range(streams)]
-    await asyncio.sleep(seconds / 5)  # warm-up
-    start_count, started = done, time.perf_counter()
-    await asyncio.sleep(seconds)
-    rate = (done - start_count) / (time.perf_counter() - started)
-    running = False
-    await asyncio.gather(*tasks)
+    result = await rate_of([client.get] * streams, seconds)
     client.close()
-    return {"requests_per_s": round(rate, 1)}
+    return result
 
 
 async def event_delay(route: Route, count: int) -> dict[str, float]:
