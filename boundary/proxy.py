@@ -35,7 +35,7 @@ def _register_addons_package_bare() -> None:
 
 _register_addons_package_bare()
 
-from mitmproxy import certs, http, master, options  # noqa: E402
+from mitmproxy import certs, http, master, options  # noqa: E402 - after the addons package is registered bare
 from mitmproxy.addons import next_layer, proxyserver, tlsconfig  # noqa: E402
 from mitmproxy.proxy import layer  # noqa: E402
 from mitmproxy.proxy.context import Context  # noqa: E402
@@ -43,7 +43,7 @@ from mitmproxy.proxy.layers import modes  # noqa: E402
 from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode  # noqa: E402
 from mitmproxy.proxy.mode_servers import ServerInstance  # noqa: E402
 from mitmproxy.tls import TlsData  # noqa: E402
-from OpenSSL import SSL  # noqa: E402 - after the addons package is registered bare
+from OpenSSL import SSL  # noqa: E402
 
 from boundary.addon import PolicyAddon, proxy_form  # noqa: E402
 from boundary.audit import AuditLog  # noqa: E402
@@ -84,7 +84,7 @@ def _release_idle_buffers(tls_start: TlsData) -> None:
 
 class RunTlsConfig(tlsconfig.TlsConfig):
     """mitmproxy's TLS addon, with the run's in-memory CA instead of one read from (or written to) a confdir,
-    and contexts whose idle connections release their buffers."""
+    and TLS connections that hand their buffers back when idle."""
 
     _CERTSTORE_OPTIONS = frozenset({"certs", "confdir", "key_size", "cert_passphrase", "emudhra", "emudhra_old"})
 
