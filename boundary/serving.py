@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +25,29 @@ from boundary.gate import GatedEventLoop
 from boundary.jail import helper
 from boundary.matcher import Matcher
 
-__all__ = ["serve"]
+__all__ = ["ProxySettings", "serve"]
 
 
-def serve(
-    jail: helper.Jail,
-    matcher: Matcher,
-    overrides: dict[tuple[str, int], tuple[str, int]],
-    log: audit.AuditLog,
-    run_id: str,
-    ca: RunCA,
-    upstream_trust: Path,
-) -> int:
+@dataclass(frozen=True)
+class ProxySettings:
+    """What the run hands the proxy (`boundary.proxy.start_proxy` takes these by name, beside the jail's
+    listening socket and the DNS table)."""
+
+    matcher: Matcher
+    overrides: dict[tuple[str, int], tuple[str, int]]
+    log: audit.AuditLog
+    run_id: str
+    ca: RunCA
+    upstream_trust: Path
+
+
+def serve(jail: helper.Jail, settings: ProxySettings) -> int:
     """Serve `jail` until its workload exits; its exit code (see `helper.exit_code`)."""
     with asyncio.Runner(loop_factory=GatedEventLoop) as runner:
-        return runner.run(_serve(jail, matcher, overrides, log, run_id, ca, upstream_trust))
+        return runner.run(_serve(jail, settings))
 
 
-async def _serve(
-    jail: helper.Jail,
-    matcher: Matcher,
-    overrides: dict[tuple[str, int], tuple[str, int]],
-    log: audit.AuditLog,
-    run_id: str,
-    ca: RunCA,
-    upstream_trust: Path,
-) -> int:
+async def _serve(jail: helper.Jail, settings: ProxySettings) -> int:
     loop = asyncio.get_running_loop()
     for signum in helper.FORWARDED_SIGNALS:
         loop.add_signal_handler(signum, jail.signal, signum)
@@ -62,17 +60,7 @@ async def _serve(
         proxy_module = _import_in_background(loop, "boundary.proxy")
         await asyncio.wait({exited, proxy_module}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
-            proxy = await _start_proxy(
-                proxy_module,
-                listen=jail.proxy_socket,
-                matcher=matcher,
-                table=table,
-                log=log,
-                run_id=run_id,
-                ca=ca,
-                upstream_trust=upstream_trust,
-                overrides=overrides,
-            )
+            proxy = await _start_proxy(proxy_module, listen=jail.proxy_socket, table=table, **vars(settings))
             try:
                 await asyncio.wait({exited, proxy.stopped}, return_when=asyncio.FIRST_COMPLETED)
                 if not exited.done():

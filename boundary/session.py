@@ -255,7 +255,7 @@ def _run_in(
     from boundary import serving
 
     try:
-        return serving.serve(jail, matcher, overrides, log, run_id, ca, upstream_trust)
+        return serving.serve(jail, serving.ProxySettings(matcher, overrides, log, run_id, ca, upstream_trust))
     finally:
         jail.kill()
         os.close(trust_fd)
