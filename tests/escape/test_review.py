@@ -25,7 +25,7 @@ import pytest
 
 from tests.e2e.conftest import POLICY, Jailer
 from tests.escape.conftest import Witnesses, run_probe
-from tests.support.canaries import UnixCanary
+from tests.support.canaries import UnixCanary, received_so_far
 from tests.support.runner import boundary_argv, boundary_on_terminal, make_user_dir, prepare
 from tests.support.tools import venv_python
 
@@ -260,11 +260,7 @@ def test_descriptors_inherited_by_boundary_do_not_reach_the_workload(jail: Jaile
         )
         leaked.close()
         # The workload has exited: whatever it wrote is in the socket's buffer now.
-        outside.setblocking(False)
-        try:
-            heard = outside.recv(4096)
-        except BlockingIOError:
-            heard = b""
+        heard = received_so_far(outside)
     finally:
         leaked.close()
         outside.close()

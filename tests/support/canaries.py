@@ -18,9 +18,18 @@ from dataclasses import dataclass
 
 from tests.support.upstreams import ClosesOnExit
 
-__all__ = ["Heard", "UdpCanary", "UnixCanary"]
+__all__ = ["Heard", "UdpCanary", "UnixCanary", "received_so_far"]
 
 _POLL = 0.05  # how long a blocked receive waits before checking whether it should stop (close() waits that long)
+
+
+def received_so_far(sock: socket.socket) -> bytes:
+    """What `sock` has already received (up to 4 KiB), without waiting: b"" if nothing arrived."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(4096)
+    except BlockingIOError:
+        return b""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.canaries import UdpCanary, UnixCanary
+from tests.support.canaries import UdpCanary, UnixCanary, received_so_far
 
 
 def _wait_for(predicate: object, timeout: float = 5) -> None:
@@ -91,3 +91,12 @@ def test_a_silent_canary_hears_nothing(tmp_path: Path) -> None:
     with UdpCanary() as udp, UnixCanary(str(tmp_path / "s")) as unix:
         time.sleep(0.3)
         assert udp.heard == [] and unix.heard == []
+
+
+def test_received_so_far_returns_what_arrived_and_never_waits() -> None:
+    """Nothing arrived: b"" at once; then exactly what the peer sent."""
+    left, right = socket.socketpair()
+    with left, right:
+        assert received_so_far(right) == b""
+        left.sendall(b"leak")
+        assert received_so_far(right) == b"leak"

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from tests.integration.jail.conftest import DRIVER, JailRunner, split_events
 from tests.support import tools
+from tests.support.canaries import received_so_far
 from tests.support.runner import prepare, python_argv
 
 TTY_PROBE = r"""
@@ -200,11 +201,7 @@ def test_descriptors_the_jail_inherits_reach_neither_init_nor_the_workload(rootl
             os.close(fd)
         leaked.close()
         inv.cleanup()
-    outside.setblocking(False)
-    try:
-        heard = outside.recv(4096)
-    except BlockingIOError:
-        heard = b""
+    heard = received_so_far(outside)
     outside.close()
     with os.fdopen(pipe_read, "rb") as pipe:
         piped = pipe.read()
