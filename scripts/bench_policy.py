@@ -283,8 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of Markdown")
     args = parser.parse_args(argv)
-    if args.rules < 1 or args.iterations < 1 or args.rounds < 1:
-        parser.error("--rules, --iterations and --rounds must be positive")
+    for option in ("rules", "iterations", "rounds"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be positive, not {getattr(args, option)}")
     result = run(args.rules, args.iterations, args.seed, args.rounds)
     print(json.dumps(result, indent=2) if args.json else markdown(result))
     return 0

@@ -57,3 +57,12 @@ def test_each_row_keeps_its_quietest_round(monkeypatch: pytest.MonkeyPatch) -> N
     assert result["rounds"] == 3
     assert [row["median_us"] for row in result["timings"]] == [4.0, 5.0, 7.0, 0.5, 1.0, 1.5]
     assert [row["p95_us"] for row in result["timings"]] == [8.0, 10.0, 14.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("option", ["--rules", "--iterations", "--rounds"])
+def test_a_count_below_one_is_refused_quoting_it(option: str) -> None:
+    result = subprocess.run(
+        [str(venv_python()), str(SCRIPT), option, "0"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert f"{option} must be positive, not 0" in result.stderr
