@@ -51,6 +51,7 @@ from boundary.ca import RunCA  # noqa: E402
 from boundary.fakedns import FakeDnsTable  # noqa: E402
 from boundary.gate import GatedEventLoop, UpstreamGate  # noqa: E402
 from boundary.matcher import Matcher  # noqa: E402
+from boundary.relay import RelayingHttpLayer, read_large  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def _no_post_init(self: http.MessageData) -> None:
 
 
 _skip_debug_only_type_checks()
+read_large()
 
 
 def _release_idle_buffers(tls_start: TlsData) -> None:
@@ -119,8 +121,12 @@ class JailNextLayer(next_layer.NextLayer):
             if form is None:
                 raise next_layer.NeedsMoreData
             if form:
-                return HttpLayer(context, HTTPMode.regular)
-        return super()._next_layer(context, data_client, data_server)
+                return RelayingHttpLayer(context, HTTPMode.regular)
+        chosen = super()._next_layer(context, data_client, data_server)
+        if type(chosen) is HttpLayer:
+            # Built and registered in its context by mitmproxy; the subclass only adds methods.
+            chosen.__class__ = RelayingHttpLayer
+        return chosen
 
 
 def _certstore(ca: RunCA) -> certs.CertStore:

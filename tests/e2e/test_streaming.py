@@ -10,9 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import NAMES, Jailer
 from tests.support.runner import spawn_boundary
-from tests.support.upstreams import TestCA, start_https_upstream
+from tests.support.upstreams import TestCA, pattern, start_https_upstream
 
 
 def _wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -88,3 +90,39 @@ def test_big_download_streams_without_growing_the_proxy(jail: Jailer) -> None:
         proc.wait()
     assert done.read_text() == str(300 * 1024 * 1024)
     assert peak_kib < 200 * 1024, f"proxy peak RSS {peak_kib} KiB for a 300 MiB body"
+
+
+RELAY_POLICY = """\
+version: 1
+allow:
+  - domain: allowed.test
+    methods: [GET]
+    paths: ["/pattern", "/hello"]
+"""
+
+
+@pytest.mark.parametrize("framing", ["length", "close", "chunked"])
+def test_a_streamed_body_arrives_byte_for_byte_and_the_connection_stays_checked(jail: Jailer, framing: str) -> None:
+    """A 3 MB body of distinct bytes (each framing: the relayed Content-Length and close-delimited ones, and
+    chunked, which mitmproxy re-frames) reaches curl intact; on the same connection the next request is still
+    checked (denied) and the one after it allowed."""
+    body, denied, after = (jail.workdir / name for name in ("body.bin", "denied.txt", "after.txt"))
+    base = "https://allowed.test"
+    urls = [f"{base}/pattern?kb=3000&framing={framing}", f"{base}/secret", f"{base}/hello"]
+    outputs = [body, denied, after]
+    command = ["curl", "-sS", "--max-time", "60", "-w", "%{http_code} %{num_connects}\\n"]
+    for url, output in zip(urls, outputs, strict=True):
+        command += ["-o", str(output), url]
+    run = jail.run(command, policy=RELAY_POLICY)
+    assert run.result.returncode == 0, run.stderr
+    assert hashlib.sha256(body.read_bytes()).hexdigest() == hashlib.sha256(pattern(3000 * 1024)).hexdigest()
+    statuses = [line.split() for line in run.stdout.splitlines()]
+    assert [status for status, _ in statuses] == ["200", "403", "200"]
+    if framing != "close":  # the body ended in the proxy's state: the connection is reused for what follows
+        assert statuses[1][1] == "0"
+    assert [(line["decision"], line["path"]) for line in run.audit] == [
+        ("allow", f"/pattern?kb=3000&framing={framing}"),
+        ("deny", "/secret"),
+        ("allow", "/hello"),
+    ]
+    assert after.read_text() == "hello from allowed.test\n"

@@ -16,6 +16,9 @@ Routes served by :func:`default_routes` (used unless a custom handler is given):
   test calls :meth:`Upstream.release_sse` (proves streaming with no timing assumption).
 - ``/chunked?n=5``: ``n`` chunks ``chunk <i>\\n`` with chunked transfer encoding (``interval`` optional).
 - ``/big?mb=N``: ``N`` MiB of zero bytes (Content-Length set), streamed 64 KiB at a time, never held whole.
+- ``/pattern?kb=N&framing=F``: the first ``N`` KiB of :func:`pattern` (bytes that differ everywhere, so a lost,
+  doubled or reordered piece shows), framed by ``F``: ``length`` (Content-Length, the default), ``chunked``,
+  or ``close`` (neither: the body ends when the server closes the connection).
 - ``POST /upload``: reads the body streamed (Content-Length or chunked) and answers
   ``{"length": <bytes>, "sha256": <hex>}``.
 - ``GET /ws`` with a WebSocket handshake (RFC 6455): ``101`` with ``Sec-WebSocket-Accept``, then every text or
@@ -73,6 +76,15 @@ MAX_RECORDED_BODY = 1 << 20
 
 _MAX_HEADERS = 200
 _BIG_PIECE = bytes(64 * 1024)
+_PATTERN_PIECE = 100_000  # not a multiple of a TLS record or a read size
+
+
+def pattern(size: int) -> bytes:
+    """`size` bytes in which every 32-byte block differs: SHA-256 of the block's index."""
+    blocks = (hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(-(-size // 32)))
+    return b"".join(blocks)[:size]
+
+
 _T = TypeVar("_T")
 
 
@@ -491,17 +503,21 @@ class Exchange:
         content_type: str = "application/octet-stream",
         headers: Iterable[tuple[str, str]] = (),
         content_length: int | None = None,
+        close_delimited: bool = False,
     ) -> None:
         """Send the status line and headers; the body follows with :meth:`send` and :meth:`end`.
 
-        Without ``content_length`` the body is sent with chunked transfer encoding.
+        Without ``content_length`` the body is sent with chunked transfer encoding, or with ``close_delimited``
+        as is, ended by closing the connection.
         """
         if self.response_started:
             raise RuntimeError("response already started")
         await self._finish_request()
         self.response_started = True
         lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", f"Content-Type: {content_type}"]
-        if content_length is None:
+        if close_delimited:
+            self.keep_alive = False
+        elif content_length is None:
             self._chunked_response = True
             lines.append("Transfer-Encoding: chunked")
         else:
@@ -636,6 +652,17 @@ async def default_routes(ex: Exchange) -> None:
             piece = _BIG_PIECE if left >= len(_BIG_PIECE) else _BIG_PIECE[:left]
             await ex.send(piece)
             left -= len(piece)
+        await ex.end()
+    elif ex.path == "/pattern":
+        body = pattern(int(q.get("kb", "1024")) * 1024)
+        framing = q.get("framing", "length")
+        if framing not in ("length", "chunked", "close"):
+            await ex.respond(400, f"unknown framing {framing!r}\n".encode())
+            return
+        length = len(body) if framing == "length" else None
+        await ex.start_stream(200, content_length=length, close_delimited=framing == "close")
+        for start in range(0, len(body), _PATTERN_PIECE):
+            await ex.send(body[start : start + _PATTERN_PIECE])
         await ex.end()
     elif ex.path == "/ws":
         await _websocket_echo(ex)

@@ -36,6 +36,7 @@ from boundary.gate import GatedEventLoop, UpstreamGate
 from boundary.matcher import Matcher
 from boundary.policy import parse_policy
 from boundary.proxy import JailNextLayer, Proxy, RunTlsConfig, _certstore, start_proxy
+from boundary.relay import RelayingHttpLayer
 
 POLICY = "version: 1\nallow:\n  - domain: api.example.com\n"
 TIMEOUT = 10.0  # a guard against hangs, not a measurement
@@ -304,13 +305,14 @@ def _choose(data: bytes, *, nested: bool = False) -> layer.Layer | None:
 def test_a_proxy_form_first_request_is_served_as_an_explicit_proxy(data: bytes) -> None:
     """CONNECT and absolute-form request lines get mitmproxy's regular (explicit proxy) HTTP layer."""
     chosen = _choose(data)
-    assert isinstance(chosen, HttpLayer) and chosen.mode is HTTPMode.regular
+    assert type(chosen) is RelayingHttpLayer and chosen.mode is HTTPMode.regular
 
 
 def test_an_origin_form_request_stays_transparent() -> None:
     """An ordinary request is served as before: transparent HTTP, its destination the one the client dialled."""
     chosen = _choose(b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
-    assert isinstance(chosen, HttpLayer) and chosen.mode is HTTPMode.transparent
+    assert type(chosen) is RelayingHttpLayer and chosen.mode is HTTPMode.transparent
+    assert chosen in chosen.context.layers  # registered in its context as mitmproxy built it
 
 
 def test_tls_is_left_to_mitmproxy() -> None:

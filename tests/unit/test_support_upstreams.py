@@ -29,6 +29,7 @@ from tests.support.upstreams import (
     Exchange,
     TestCA,
     Upstream,
+    pattern,
     start_canary,
     start_http_upstream,
     start_https_upstream,
@@ -301,6 +302,43 @@ def test_big_body_is_zeros(ca: TestCA, https: Upstream, ca_pem: Path) -> None:
     done = curl(https, ca_pem, "allowed.test", "/big?mb=1")
     assert done.returncode == 0, done.stderr
     assert done.stdout == bytes(1 << 20)
+
+
+def test_pattern_differs_in_every_block() -> None:
+    """Every 32-byte block of the pattern is distinct, so a lost, doubled or moved piece changes the bytes."""
+    data = pattern(32 * 1000 + 5)
+    blocks = {data[i : i + 32] for i in range(0, 32 * 1000, 32)}
+    assert len(data) == 32 * 1000 + 5 and len(blocks) == 1000
+    assert pattern(100) == data[:100]
+
+
+@pytest.mark.parametrize(
+    ("framing", "header"),
+    [
+        ("length", b"\r\nContent-Length: 300032"),
+        ("close", b"\r\nConnection: close"),
+        ("chunked", b"\r\nTransfer-Encoding: chunked"),
+    ],
+)
+def test_pattern_route_frames_the_body_as_asked(plain: Upstream, framing: str, header: bytes) -> None:
+    """/pattern?kb=N&framing=F: the first N KiB of the pattern, sized, close-delimited or chunked."""
+    conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=30)
+    conn.request("GET", f"/pattern?kb=293&framing={framing}", headers={"Host": "a.test"})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    head = "".join(f"\r\n{name}: {value}" for name, value in response.getheaders()).encode()
+    assert header in head
+    assert (b"Content-Length" in head) == (framing == "length")
+    assert body == pattern(293 * 1024)
+
+
+def test_pattern_route_refuses_an_unknown_framing(plain: Upstream) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=30)
+    conn.request("GET", "/pattern?framing=gzip", headers={"Host": "a.test"})
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (400, b"unknown framing 'gzip'\n")
+    conn.close()
 
 
 # ----------------------------------------------------------------------------------------------- uploads
