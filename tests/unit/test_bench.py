@@ -163,3 +163,36 @@ def test_the_load_generator_fixes_its_allocator_thresholds() -> None:
 def test_ratios_keep_two_decimals_or_two_significant_digits(a: float | None, b: float | None, shown: str) -> None:
     """A tiny ratio is not shown as 0.00x (boundary's event delay against mitmdump's)."""
     assert bench.ratio(a, b) == shown
+
+
+def test_each_figure_is_its_best_round_and_memory_its_highest() -> None:
+    """Rounds alternate between targets; a target's figure is its best round (lowest latency, highest rate),
+    its memory the worst round's, and a phase that one round lacks still counts from the others."""
+    slow = bench.TargetResult(
+        phases={"keepalive": {"p50_ms": 2.0, "p95_ms": 3.0}, "rps_20": {"requests_per_s": 500.0}},
+        rss_peak_200=90.0,
+        rss_after_download=None,
+    )
+    fast = bench.TargetResult(
+        phases={"keepalive": {"p50_ms": 1.5, "p95_ms": 3.5}, "download": {"mb_per_s": 200.0}},
+        rss_peak_200=95.0,
+        rss_after_download=91.0,
+    )
+    best = bench.best_of([slow, fast])
+    assert best.phases == {
+        "keepalive": {"p50_ms": 1.5, "p95_ms": 3.0},
+        "rps_20": {"requests_per_s": 500.0},
+        "download": {"mb_per_s": 200.0},
+    }
+    assert (best.rss_peak_200, best.rss_after_download) == (95.0, 91.0)
+
+
+def test_rounds_must_be_positive() -> None:
+    done = subprocess.run(
+        [venv_python(), repo_root() / "scripts" / "bench.py", "--rounds", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--rounds must be positive, not 0" in done.stderr
