@@ -21,9 +21,11 @@ connection, requests/s of 20 and of 200 keep-alive connections, HTTP/2 latency (
 one connection) and requests/s (20 concurrent streams), the delay of server-sent events (upstream write to
 client read), a streamed download (default 1 GiB) and an upload. While a phase runs the proxy's resident
 memory is sampled every 20 ms (the peak during the 200-connection phase and the value right after the download
-are reported). The client phases run in interleaved rounds (direct, mitmdump, boundary, and again; `--rounds`,
-default 3): this VM's speed drifts by ±25% from minute to minute, so each figure is its target's best round
-(lowest latency, highest rate) and memory its highest; every round's own figures are in the JSON. Squid with
+are reported). Each phase runs for the three targets one after the other (a fresh client, proxy and jail each
+time), in rounds (`--rounds`, default 3): this VM's speed drifts by ±25% from minute to minute (the direct
+download alone measured 400 to 860 MiB/s in one run), so targets are measured seconds apart, each figure is its
+target's best round (lowest latency, highest rate) and memory its highest; every round's figures are in the
+JSON. Squid with
 ssl-bump (optional in issue 6) is not measured: mitmdump is the baseline that shares boundary's engine, so the
 ratios isolate what boundary adds or removes. Start-up: the median wall time of
 `boundary run -- true` and of Anthropic's sandbox-runtime `srt true` (0.0.78, installed by `scripts/setup
@@ -118,6 +120,18 @@ class TargetResult:
     rss_peak_200: float | None = None
     rss_after_download: float | None = None
 
+    def add(self, other: TargetResult) -> None:
+        """Take in the figures of another run of the same target (other phases)."""
+        self.phases.update(other.phases)
+        self.rss_peak_200 = self.rss_peak_200 if other.rss_peak_200 is None else other.rss_peak_200
+        self.rss_after_download = (
+            self.rss_after_download if other.rss_after_download is None else other.rss_after_download
+        )
+
+
+# The load generator's phases (bench_client.py), in the order each round runs them.
+PHASES = ("keepalive", "new_connection", "rps_20", "rps_200", "h2_latency", "h2_rps", "sse", "download", "upload")
+
 
 def run_client(argv: Sequence[str], sample: Callable[[int], int] | None = None, timeout: float = 900) -> TargetResult:
     """Run a client suite, following its phase lines; `sample(client pid)` names the process whose memory to
@@ -187,12 +201,14 @@ def upstream(work: Path) -> Iterator[tuple[int, Path]]:
         proc.wait()
 
 
-def client_argv(args: argparse.Namespace, *via: str) -> list[str]:
+def client_argv(args: argparse.Namespace, phase: str, *via: str) -> list[str]:
     return [
         str(PYTHON),
         str(CLIENT),
         "suite",
         *via,
+        "--only",
+        phase,
         "--requests",
         str(args.requests),
         "--seconds",
@@ -204,11 +220,11 @@ def client_argv(args: argparse.Namespace, *via: str) -> list[str]:
     ]
 
 
-def bench_direct(args: argparse.Namespace, port: int, ca: Path, work: Path) -> TargetResult:
-    return run_client(client_argv(args, "--via", "direct", "--port", str(port), "--cafile", str(ca)))
+def bench_direct(args: argparse.Namespace, phase: str, port: int, ca: Path, work: Path) -> TargetResult:
+    return run_client(client_argv(args, phase, "--via", "direct", "--port", str(port), "--cafile", str(ca)))
 
 
-def bench_mitmdump(args: argparse.Namespace, port: int, ca: Path, work: Path) -> TargetResult:
+def bench_mitmdump(args: argparse.Namespace, phase: str, port: int, ca: Path, work: Path) -> TargetResult:
     confdir = work / "mitmproxy"
     proxy_port = free_port()
     mitmdump = ROOT / ".venv" / "bin" / "mitmdump"
@@ -220,7 +236,7 @@ def bench_mitmdump(args: argparse.Namespace, port: int, ca: Path, work: Path) ->
         wait_for_port(proxy_port)
         via = ["--via", "proxy", "--port", str(port), "--proxy-port", str(proxy_port)]
         cafile = confdir / "mitmproxy-ca-cert.pem"
-        return run_client(client_argv(args, *via, "--cafile", str(cafile)), lambda _: proc.pid)
+        return run_client(client_argv(args, phase, *via, "--cafile", str(cafile)), lambda _: proc.pid)
     finally:
         proc.terminate()
         proc.wait()
@@ -243,9 +259,16 @@ def boundary_argv(policy: Path, port: int, ca: Path, work: Path, command: Sequen
     ]
 
 
-def bench_boundary(args: argparse.Namespace, port: int, ca: Path, work: Path) -> TargetResult:
-    argv = boundary_argv(work / "policy.yaml", port, ca, work, client_argv(args, "--via", "jail"))
+def bench_boundary(args: argparse.Namespace, phase: str, port: int, ca: Path, work: Path) -> TargetResult:
+    argv = boundary_argv(work / "policy.yaml", port, ca, work, client_argv(args, phase, "--via", "jail"))
     return run_client(argv, lambda boundary_pid: boundary_pid)  # the proxy runs in the boundary process
+
+
+BENCHES: tuple[tuple[str, Callable[[argparse.Namespace, str, int, Path, Path], TargetResult]], ...] = (
+    ("direct", bench_direct),
+    ("mitmdump", bench_mitmdump),
+    ("boundary", bench_boundary),
+)
 
 
 def wall_times(argv: Sequence[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
@@ -461,20 +484,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         parser.error(f"--rounds must be positive, not {args.rounds}")
 
-    rounds: dict[str, list[TargetResult]] = {name: [] for name in TARGETS}
+    rounds: dict[str, list[TargetResult]] = {name: [TargetResult() for _ in range(args.rounds)] for name in TARGETS}
     with tempfile.TemporaryDirectory(prefix="boundary-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)
         (work / "policy.yaml").write_text(POLICY)
         with upstream(work) as (port, ca):
-            for number in range(1, args.rounds + 1):
-                for name, bench in (
-                    ("direct", bench_direct),
-                    ("mitmdump", bench_mitmdump),
-                    ("boundary", bench_boundary),
-                ):
-                    print(f"bench: round {number}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
-                    rounds[name].append(bench(args, port, ca, work))
+            for number in range(args.rounds):
+                for phase in PHASES:
+                    print(f"bench: round {number + 1}/{args.rounds}: {phase} ...", file=sys.stderr, flush=True)
+                    for name, bench in BENCHES:
+                        rounds[name][number].add(bench(args, phase, port, ca, work))
             print("bench: start-up ...", file=sys.stderr, flush=True)
             startup = bench_startup(args, port, ca, work)
     results = {name: best_of(runs) for name, runs in rounds.items()}

@@ -6,6 +6,7 @@ and that the report says what the numbers mean.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +197,21 @@ def test_rounds_must_be_positive() -> None:
     )
     assert done.returncode == 2
     assert "--rounds must be positive, not 0" in done.stderr
+
+
+def test_rounds_run_every_phase_of_the_load_generator() -> None:
+    from scripts import bench_client
+
+    counts = argparse.Namespace(requests=1, seconds=1.0, download_mb=1, upload_mb=1)
+    assert tuple(name for name, _ in bench_client.phases(counts)) == bench.PHASES
+
+
+def test_a_round_gathers_its_phases_from_separate_runs() -> None:
+    gathered = bench.TargetResult()
+    gathered.add(bench.TargetResult(phases={"rps_200": {"requests_per_s": 600.0}}, rss_peak_200=97.0))
+    gathered.add(bench.TargetResult(phases={"download": {"mb_per_s": 300.0}}, rss_after_download=98.0))
+    assert gathered == bench.TargetResult(
+        phases={"rps_200": {"requests_per_s": 600.0}, "download": {"mb_per_s": 300.0}},
+        rss_peak_200=97.0,
+        rss_after_download=98.0,
+    )
