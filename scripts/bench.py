@@ -4,7 +4,7 @@
     scripts/bench                       # everything, Markdown table on stdout, JSON in bench-results.json
     scripts/bench --quick               # smaller counts (a smoke run, numbers are noisy)
     scripts/bench --json out.json --download-mb 2048
-    scripts/bench --rounds 1                # one round per target (faster, noisier)
+    scripts/bench --rounds 1            # one round (about a third of the time, noisier figures)
 
 One HTTPS upstream (scripts/bench_client.py serve: HTTP/1.1 keep-alive and HTTP/2 by ALPN, a tiny body, a
 streamed body of any size, an upload sink, a server-sent event stream) on 127.0.0.1, and one client
@@ -25,9 +25,8 @@ are reported). Each phase runs for the three targets one after the other (a fres
 time), in rounds (`--rounds`, default 3): this VM's speed drifts by ±25% from minute to minute (the direct
 download alone measured 400 to 860 MiB/s in one run), so targets are measured seconds apart, each figure is its
 target's best round (lowest latency, highest rate) and memory its highest; every round's figures are in the
-JSON. Squid with
-ssl-bump (optional in issue 6) is not measured: mitmdump is the baseline that shares boundary's engine, so the
-ratios isolate what boundary adds or removes. Start-up: the median wall time of
+JSON. Squid with ssl-bump (optional in issue 6) is not measured: mitmdump is the baseline that shares
+boundary's engine, so the ratios isolate what boundary adds or removes. Start-up: the median wall time of
 `boundary run -- true` and of Anthropic's sandbox-runtime `srt true` (0.0.78, installed by `scripts/setup
 --with-bench-tools`), interleaved. Decision time: scripts/bench_policy.py at 10,000 rules (quietest of 3 rounds).
 

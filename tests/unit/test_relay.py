@@ -329,6 +329,16 @@ def test_reads_ask_for_at_least_read_size() -> None:
     assert asyncio.run(scenario()) == BODY
 
 
+def test_a_read_to_the_end_stays_one() -> None:
+    async def scenario() -> bytes:
+        reader = asyncio.StreamReader(limit=READ_SIZE)
+        reader.feed_data(BODY)
+        reader.feed_eof()
+        return await relay._LargeReads(reader).read(-1)
+
+    assert asyncio.run(scenario()) == BODY
+
+
 def test_every_mitmproxy_connection_reads_large_once_the_proxy_is_imported() -> None:
     handle_connection = relay.server.ConnectionHandler.handle_connection
     assert getattr(handle_connection, "reads_large", False)
