@@ -126,3 +126,16 @@ def test_a_streamed_body_arrives_byte_for_byte_and_the_connection_stays_checked(
         ("allow", "/hello"),
     ]
     assert after.read_text() == "hello from allowed.test\n"
+
+
+def test_a_client_that_leaves_mid_body_leaves_the_proxy_serving(jail: Jailer) -> None:
+    """curl stops reading 1 MB into a 50 MB relayed body and goes away; the proxy drops the rest and serves the
+    next request of the run as usual."""
+    url = "https://allowed.test/pattern?kb=51200"
+    script = (
+        f"curl -sS --max-time 60 '{url}' | head -c 1000000 | wc -c; curl -sS --max-time 30 https://allowed.test/hello"
+    )
+    run = jail.run(["sh", "-c", script], policy=RELAY_POLICY)
+    assert run.result.returncode == 0, run.stderr
+    assert run.stdout.split("\n", 1) == ["1000000", "hello from allowed.test\n"]
+    assert [(line["decision"], line["path"]) for line in run.audit][-1] == ("allow", "/hello")
