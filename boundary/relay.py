@@ -46,8 +46,8 @@ class RelayingHttpLayer(HttpLayer):
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         rest: events.Event | None = event
-        if isinstance(event, events.DataReceived) and event.connection in self.connections:
-            upstream = self.connections[event.connection]
+        if isinstance(event, events.DataReceived):
+            upstream = self.connections.get(event.connection)
             if type(upstream) is HttpClient:
                 rest = yield from self._relay_plaintext(upstream, event)
             elif type(upstream) is ServerTLSLayer:

@@ -122,10 +122,8 @@ class TargetResult:
     def add(self, other: TargetResult) -> None:
         """Take in the figures of another run of the same target (other phases)."""
         self.phases.update(other.phases)
-        self.rss_peak_200 = self.rss_peak_200 if other.rss_peak_200 is None else other.rss_peak_200
-        self.rss_after_download = (
-            self.rss_after_download if other.rss_after_download is None else other.rss_after_download
-        )
+        self.rss_peak_200 = _highest((self.rss_peak_200, other.rss_peak_200))
+        self.rss_after_download = _highest((self.rss_after_download, other.rss_after_download))
 
 
 # The load generator's phases (bench_client.py), in the order each round runs them.

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from mitmproxy import connection, options
 from mitmproxy.addons import proxyserver
 from mitmproxy.proxy import commands, events, layer
@@ -33,7 +30,7 @@ from OpenSSL import SSL
 import boundary.proxy  # noqa: F401 - registers mitmproxy.addons bare, as the proxy does
 from boundary import relay
 from boundary.relay import READ_SIZE, RelayingHttpLayer, _decrypt
-from tests.support.upstreams import pattern
+from tests.support.upstreams import TestCA, pattern
 
 BODY = pattern(300_000)
 
@@ -42,22 +39,10 @@ BODY = pattern(300_000)
 
 
 def _server_context() -> SSL.Context:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    leaf = TestCA().issue(["upstream.test"])
     context = SSL.Context(SSL.TLS_METHOD)
-    context.use_certificate(cert)
-    context.use_privatekey(key)
+    context.use_certificate(x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()))
+    context.use_privatekey(serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None))  # type: ignore[arg-type]
     return context
 
 
