@@ -18,7 +18,8 @@ Routes served by :func:`default_routes` (used unless a custom handler is given):
 - ``/big?mb=N``: ``N`` MiB of zero bytes (Content-Length set), streamed 64 KiB at a time, never held whole.
 - ``/pattern?kb=N&framing=F``: the first ``N`` KiB of :func:`pattern` (bytes that differ everywhere, so a lost,
   doubled or reordered piece shows), framed by ``F``: ``length`` (Content-Length, the default), ``chunked``,
-  or ``close`` (neither: the body ends when the server closes the connection).
+  or ``close`` (neither: the body ends when the server closes the connection). With ``sent_kb=M`` only the
+  first ``M`` KiB are sent before the connection closes (a body cut short).
 - ``POST /upload``: reads the body streamed (Content-Length or chunked) and answers
   ``{"length": <bytes>, "sha256": <hex>}``.
 - ``GET /ws`` with a WebSocket handshake (RFC 6455): ``101`` with ``Sec-WebSocket-Accept``, then every text or
@@ -660,9 +661,13 @@ async def default_routes(ex: Exchange) -> None:
             await ex.respond(400, f"unknown framing {framing!r}\n".encode())
             return
         length = len(body) if framing == "length" else None
+        sent = int(q["sent_kb"]) * 1024 if "sent_kb" in q else len(body)
         await ex.start_stream(200, content_length=length, close_delimited=framing == "close")
-        for start in range(0, len(body), _PATTERN_PIECE):
-            await ex.send(body[start : start + _PATTERN_PIECE])
+        for start in range(0, sent, _PATTERN_PIECE):
+            await ex.send(body[start : min(start + _PATTERN_PIECE, sent)])
+        if sent < len(body):
+            ex.keep_alive = False  # cut short: the connection closes with the body unfinished
+            return
         await ex.end()
     elif ex.path == "/ws":
         await _websocket_echo(ex)

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import json
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from mitmproxy import connection, options
+from mitmproxy import connection, ctx, options
 from mitmproxy.addons import proxyserver
 from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy.context import Context
@@ -24,13 +33,20 @@ from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode, ResponseData
 from mitmproxy.proxy.layers.http._hooks import HttpResponseHeadersHook
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.layers.tls import TlsStartServerHook
+from mitmproxy.proxy.mode_servers import ProxyConnectionHandler, ServerInstance
 from mitmproxy.tls import TlsData
 from OpenSSL import SSL
 
-import boundary.proxy  # noqa: F401 - registers mitmproxy.addons bare, as the proxy does
 from boundary import relay
-from boundary.relay import READ_SIZE, RelayingHttpLayer, _decrypt
-from tests.support.upstreams import TestCA, pattern
+from boundary.audit import AuditLog
+from boundary.ca import generate_ca
+from boundary.fakedns import FakeDnsTable
+from boundary.gate import GatedEventLoop
+from boundary.matcher import Matcher
+from boundary.policy import parse_policy
+from boundary.proxy import start_proxy  # also registers mitmproxy.addons bare, as the proxy does
+from boundary.relay import DIRECT_MIN, READ_SIZE, RelayingHttpLayer, _decrypt
+from tests.support.upstreams import TestCA, pattern, start_http_upstream, start_https_upstream
 
 BODY = pattern(300_000)
 
@@ -292,12 +308,13 @@ def test_decrypt_leaves_the_peers_close_to_the_tls_layer() -> None:
 
 def test_decrypt_returns_at_most_one_buffer() -> None:
     client, server = _handshake_pair()
-    big = pattern(READ_SIZE + 50_000)
+    capacity = len(relay._PLAINTEXT)
+    big = pattern(capacity + 50_000)
     server.sendall(big)
     client.bio_write(_drain(server))
     data, more = _decrypt(client, len(big))
-    assert data == big[:READ_SIZE] and more
-    assert _decrypt(client, len(big))[0] == big[READ_SIZE:]
+    assert data == big[:capacity] and more
+    assert _decrypt(client, len(big))[0] == big[capacity:]
 
 
 # --- reading -----------------------------------------------------------------------------------------------------
@@ -329,3 +346,242 @@ def test_every_mitmproxy_connection_reads_large_once_the_proxy_is_imported() -> 
     assert getattr(handle_connection, "reads_large", False)
     relay.read_large()  # a second call does not wrap it again
     assert relay.server.ConnectionHandler.handle_connection is handle_connection
+
+
+# --- the direct path: a real proxy on loopback -----------------------------------------------------------------
+
+
+@pytest.fixture
+def relayed_directly(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The sizes of the plaintext pieces the direct path wrote to a client."""
+    sizes: list[int] = []
+    send = relay._DirectPath._send
+
+    def counting(self: relay._DirectPath, plaintext: object, size: int) -> bool:
+        sizes.append(size)
+        return send(self, plaintext, size)
+
+    monkeypatch.setattr(relay._DirectPath, "_send", counting)
+    yield sizes
+
+
+Client = socket.socket | ssl.SSLSocket
+
+
+def _read_head(client: Client, pending: bytearray) -> tuple[bytes, int | None]:
+    """A response's head from the connection (what follows it stays in `pending`), and its Content-Length."""
+    while b"\r\n\r\n" not in pending:
+        data = client.recv(1 << 16)
+        if not data:
+            raise ConnectionError(f"closed before a response head: {bytes(pending)[:80]!r}")
+        pending += data
+    head, _, rest = bytes(pending).partition(b"\r\n\r\n")
+    pending[:] = rest
+    lengths = [line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+    return head, int(lengths[0]) if lengths else None
+
+
+def _read_body(client: Client, pending: bytearray, length: int | None, pause: float = 0.0) -> bytes:
+    """Up to `length` body bytes (all until the connection closes if None, or if it closes first), reading
+    64 KiB at a time with `pause` seconds between reads."""
+    while length is None or len(pending) < length:
+        if pause:
+            time.sleep(pause)
+        data = client.recv(1 << 16)
+        if not data:
+            break
+        pending += data
+    body = bytes(pending[:length])
+    del pending[: len(body)]
+    return body
+
+
+def _get(client: Client, path: str, pending: bytearray) -> tuple[bytes, bytes]:
+    """One GET on the connection: the response's head and body."""
+    client.sendall(f"GET {path} HTTP/1.1\r\nHost: allowed.test\r\n\r\n".encode())
+    head, length = _read_head(client, pending)
+    return head, _read_body(client, pending, length)
+
+
+@dataclass
+class Jail:
+    """The run's proxy on loopback with an upstream for allowed.test; a client's connection is served as
+    mitmproxy's transparent mode serves one once the kernel has named its original destination (the test
+    names it: allowed.test's fake-DNS address)."""
+
+    scheme: str
+    address: tuple[str, int]
+    client_tls: ssl.SSLContext | None
+
+    @contextlib.contextmanager
+    def connect(self, receive_buffer: int = 0) -> Iterator[Client]:
+        with socket.socket() as raw:
+            if receive_buffer:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            raw.settimeout(30)
+            raw.connect(self.address)
+            yield self.client_tls.wrap_socket(raw, server_hostname="allowed.test") if self.client_tls else raw
+
+
+def through_proxy[T](scheme: str, tmp_path: Path, client: Callable[[Jail], T]) -> tuple[T, list[tuple[str, str]]]:
+    """What `client` returned, run in a thread against the proxy, and the run's decisions (decision, path)."""
+    test_ca, ca = TestCA(), generate_ca("relaytest", datetime.now(UTC))
+    port = {"https": 443, "http": 80}[scheme]
+    upstream = start_https_upstream(test_ca, ["allowed.test"]) if scheme == "https" else start_http_upstream()
+    table = FakeDnsTable()
+    destination = (str(table.address_for("allowed.test")), port)
+    policy = "version: 1\nallow:\n  - domain: allowed.test\n    ports: [80, 443]\n    paths: [/pattern, /hello]\n"
+    client_tls = ssl.create_default_context(cadata=ca.cert_pem.decode()) if scheme == "https" else None
+
+    async def main() -> T:
+        with AuditLog(tmp_path / "audit.jsonl") as log, socket.socket() as unused:
+            proxy = await start_proxy(
+                listen=unused,
+                matcher=Matcher(parse_policy(policy)),
+                table=table,
+                log=log,
+                run_id="relaytest",
+                ca=ca,
+                upstream_trust=test_ca.write_ca_pem(tmp_path),
+                overrides={("allowed.test", port): ("127.0.0.1", upstream.port)},
+            )
+            instance: ServerInstance[Any] = ServerInstance.make("transparent", ctx.master.addons.get("proxyserver"))
+
+            async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                handler = ProxyConnectionHandler(ctx.master, reader, writer, ctx.options, instance.mode)
+                handler.layer = instance.make_top_layer(handler.layer.context)
+                handler.layer.context.client.sockname = handler.layer.context.server.address = destination
+                await handler.handle_client()
+
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            try:
+                async with asyncio.timeout(30):
+                    jail = Jail(scheme, server.sockets[0].getsockname(), client_tls)
+                    return await asyncio.to_thread(client, jail)
+            finally:
+                server.close()
+                await proxy.close()
+
+    try:
+        with asyncio.Runner(loop_factory=GatedEventLoop) as runner:
+            result = runner.run(main())
+    finally:
+        upstream.close()
+    decisions = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    return result, [(line["decision"], line["path"]) for line in decisions]
+
+
+@pytest.fixture
+def no_proxy_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The proxy logged no error (an exception in a layer is logged as "mitmproxy has crashed!")."""
+    yield
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+SCHEMES = pytest.mark.parametrize("scheme", ["https", "http"])  # TLS on both sides, or on neither
+LONG = 3000 * 1024
+
+
+@SCHEMES
+def test_a_long_body_takes_the_direct_path_and_the_connection_stays_checked(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """The 3000 KiB body of an allowed response arrives byte for byte, most of it by the direct path; the
+    next requests on the same client connection are still decided."""
+
+    def client(jail: Jail) -> list[tuple[bytes, bytes]]:
+        with jail.connect() as connection:
+            pending = bytearray()
+            return [_get(connection, path, pending) for path in ("/pattern?kb=3000", "/secret", "/hello")]
+
+    answers, decisions = through_proxy(scheme, tmp_path, client)
+    (body_head, body), (denied_head, _), (hello_head, hello) = answers
+    assert body_head.startswith(b"HTTP/1.1 200") and body == pattern(LONG)
+    assert sum(relayed_directly) > LONG - DIRECT_MIN, relayed_directly
+    assert denied_head.startswith(b"HTTP/1.1 403")
+    assert hello_head.startswith(b"HTTP/1.1 200") and hello == b"hello from allowed.test\n"
+    assert decisions == [("allow", "/pattern?kb=3000"), ("deny", "/secret"), ("allow", "/hello")]
+
+
+@SCHEMES
+def test_a_close_delimited_body_takes_the_direct_path_to_its_end(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    def client(jail: Jail) -> tuple[bytes, bytes]:
+        with jail.connect() as connection:
+            return _get(connection, "/pattern?kb=3000&framing=close", bytearray())
+
+    (head, body), decisions = through_proxy(scheme, tmp_path, client)
+    assert head.startswith(b"HTTP/1.1 200") and body == pattern(LONG)
+    assert sum(relayed_directly) > LONG - DIRECT_MIN, relayed_directly
+    assert decisions == [("allow", "/pattern?kb=3000&framing=close")]
+
+
+@SCHEMES
+def test_a_body_the_upstream_cuts_short_ends_the_client_connection_short(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """The upstream promises 3000 KiB and closes after 2000: the client gets the 2000 KiB (never more, never
+    other bytes) and then its connection closes, so it knows the body is incomplete; the next connection
+    is served."""
+
+    def client(jail: Jail) -> tuple[bytes, bytes, tuple[bytes, bytes]]:
+        with jail.connect() as connection:
+            head, body = _get(connection, "/pattern?kb=3000&sent_kb=2000", bytearray())
+        with jail.connect() as connection:
+            return head, body, _get(connection, "/hello", bytearray())
+
+    (head, body, (_, hello)), decisions = through_proxy(scheme, tmp_path, client)
+    assert head.startswith(b"HTTP/1.1 200") and body == pattern(2000 * 1024)
+    assert sum(relayed_directly) > 2000 * 1024 - DIRECT_MIN, relayed_directly
+    assert hello == b"hello from allowed.test\n"
+    assert decisions == [("allow", "/pattern?kb=3000&sent_kb=2000"), ("allow", "/hello")]
+
+
+@SCHEMES
+def test_a_slow_client_pauses_the_upstream_and_gets_every_byte(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client reading 64 KiB every 2 ms through a small receive buffer, more than the sockets between can
+    hold: the direct path stops reading the upstream while the client's transport is full and resumes when
+    it drains."""
+    pauses: list[relay._DirectPath] = []
+    pause = relay._DirectPath._pause
+
+    def counting(self: relay._DirectPath) -> None:
+        pauses.append(self)
+        pause(self)
+
+    monkeypatch.setattr(relay._DirectPath, "_pause", counting)
+
+    def client(jail: Jail) -> bytes:
+        with jail.connect(receive_buffer=1 << 16) as connection:
+            connection.sendall(b"GET /pattern?kb=20000 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+            pending = bytearray()
+            _, length = _read_head(connection, pending)
+            return _read_body(connection, pending, length, pause=0.002)
+
+    body, _ = through_proxy(scheme, tmp_path, client)
+    assert body == pattern(20000 * 1024)
+    assert pauses and sum(relayed_directly) > 20000 * 1024 - DIRECT_MIN
+
+
+@SCHEMES
+def test_a_client_that_leaves_mid_body_leaves_the_proxy_serving(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """The client reads 1.5 MiB of a 30 MiB body and goes; the next connection is served."""
+
+    def client(jail: Jail) -> tuple[bytes, bytes]:
+        with jail.connect() as connection:
+            connection.sendall(b"GET /pattern?kb=30000 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+            pending = bytearray()
+            _read_head(connection, pending)
+            started = _read_body(connection, pending, 1536 * 1024)
+        with jail.connect() as connection:
+            return started, _get(connection, "/hello", bytearray())[1]
+
+    (started, hello), decisions = through_proxy(scheme, tmp_path, client)
+    assert started == pattern(1536 * 1024) and hello == b"hello from allowed.test\n"
+    assert 0 < sum(relayed_directly) < 30000 * 1024
+    assert decisions == [("allow", "/pattern?kb=30000"), ("allow", "/hello")]

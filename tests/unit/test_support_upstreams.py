@@ -333,6 +333,18 @@ def test_pattern_route_frames_the_body_as_asked(plain: Upstream, framing: str, h
     assert body == pattern(293 * 1024)
 
 
+def test_pattern_route_cuts_the_body_short_when_asked(plain: Upstream) -> None:
+    """/pattern?kb=N&sent_kb=M: the head promises N KiB; M KiB come, then the connection closes."""
+    conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=30)
+    conn.request("GET", "/pattern?kb=300&sent_kb=100", headers={"Host": "a.test"})
+    response = conn.getresponse()
+    assert response.getheader("Content-Length") == str(300 * 1024)
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        response.read()
+    assert cut.value.partial == pattern(100 * 1024)
+    conn.close()
+
+
 def test_pattern_route_refuses_an_unknown_framing(plain: Upstream) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=30)
     conn.request("GET", "/pattern?framing=gzip", headers={"Host": "a.test"})
