@@ -295,8 +295,9 @@ class _DirectPath(asyncio.BufferedProtocol):
     async def _resume_when_drained(self) -> None:
         try:
             await self._client.drain()
-        except ConnectionError:
-            return  # mitmproxy's handler of the client connection sees the same and closes both
+        except OSError:
+            self._leave(b"")  # mitmproxy's handler of the client connection meets the same and closes both
+            return
         if self._paused:
             self._paused = False
             self._upstream_transport.resume_reading()
