@@ -573,6 +573,32 @@ def test_a_slow_client_pauses_the_upstream_and_gets_every_byte(
 
 
 @SCHEMES
+def test_bodies_relayed_at_once_on_two_connections_arrive_intact(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """Two connections read in turns, 64 KiB each, so both direct paths run at once (they share the
+    relay's buffers); each gets its own body, byte for byte."""
+    sizes = (8000 * 1024, 7000 * 1024)
+
+    def client(jail: Jail) -> list[bytes]:
+        with jail.connect() as first, jail.connect() as second:
+            connections, bodies = (first, second), [bytearray(), bytearray()]
+            for connection, size in zip(connections, sizes, strict=True):
+                connection.sendall(f"GET /pattern?kb={size // 1024} HTTP/1.1\r\nHost: allowed.test\r\n\r\n".encode())
+            for connection, body in zip(connections, bodies, strict=True):
+                _read_head(connection, body)
+            while any(len(body) < size for body, size in zip(bodies, sizes, strict=True)):
+                for connection, body, size in zip(connections, bodies, sizes, strict=True):
+                    if len(body) < size:
+                        body += connection.recv(1 << 16)
+            return [bytes(body) for body in bodies]
+
+    bodies, _ = through_proxy(scheme, tmp_path, client)
+    assert bodies == [pattern(size) for size in sizes]
+    assert sum(relayed_directly) >= most_of(sizes[0]) + most_of(sizes[1])
+
+
+@SCHEMES
 def test_a_client_that_leaves_mid_body_leaves_the_proxy_serving(
     scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
 ) -> None:
