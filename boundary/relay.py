@@ -24,6 +24,7 @@ to 1 MiB took a quarter off the proxy's CPU per GiB.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
@@ -220,10 +221,12 @@ class _DirectPath(asyncio.BufferedProtocol):
     ) -> None:
         self._http, self._handler, self._connection, self._upstream = http, handler, connection, upstream
         self._reader, self._source, self._sink, self._client = reader, source, sink, client
+        self._client_socket = client.transport.get_extra_info("socket").fileno()
         self._upstream_transport = upstream_transport
         self._mitmproxy = cast(asyncio.StreamReaderProtocol, upstream_transport.get_protocol())
         self._paused = False
         self._pending: asyncio.Future[None] | None = None  # the drain or prompt under way: a task needs a reference
+        self._view: Any = None  # the BIO that has `source` read _INBOX in place, while there is one
         upstream_transport.set_protocol(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -241,8 +244,7 @@ class _DirectPath(asyncio.BufferedProtocol):
         if self._source is None:
             plaintext, size, more = _INBOX, nbytes, False
         else:
-            _lib.BIO_write(self._source._into_ssl, _INBOX, nbytes)
-            plaintext, (size, more) = _PLAINTEXT, _decrypt_into(self._source, _budget(self._reader))
+            plaintext, (size, more) = _PLAINTEXT, self._decrypt(self._source, nbytes)
         if size:
             _count(self._reader, size)
             if not self._send(plaintext, size):
@@ -269,11 +271,16 @@ class _DirectPath(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._mitmproxy.resume_writing()
 
+    def _decrypt(self, source: SSL.Connection, nbytes: int) -> tuple[int, bool]:
+        """`_decrypt_into` of the read in _INBOX, which `source` reads in place (see `_read_in_place`)."""
+        self._view = _read_in_place(source, self._view, _INBOX, nbytes)
+        return _decrypt_into(source, _budget(self._reader))
+
     def _send(self, plaintext: Any, size: int) -> bool:
         """Write `size` bytes at `plaintext` to the client; False if its TLS connection refused them (as
         mitmproxy's TLS layer does, they are dropped: the client is closing)."""
         if self._sink is None:
-            self._client.write(_ffi.buffer(plaintext, size)[:])
+            self._write(plaintext, size)
             return True
         ssl, sent = self._sink._ssl, 0
         while sent < size:  # pyOpenSSL's connections write partially: a record at a time
@@ -283,8 +290,22 @@ class _DirectPath(asyncio.BufferedProtocol):
                 return False
             sent += written
         while (ciphertext := _lib.BIO_read(self._sink._from_ssl, _CIPHERTEXT, len(_CIPHERTEXT))) > 0:
-            self._client.write(_ffi.buffer(_CIPHERTEXT, ciphertext)[:])
+            self._write(_CIPHERTEXT, ciphertext)
         return True
+
+    def _write(self, data: Any, size: int) -> None:
+        """Write `size` bytes at `data` (a buffer the next read reuses) to the client: while its transport has
+        nothing queued, straight from the buffer to the socket (what the transport's write would do first, but
+        without copying the bytes out); what the socket does not take goes through the transport, which keeps
+        a copy."""
+        transport, sent = self._client.transport, 0
+        if not transport.get_write_buffer_size():
+            try:
+                sent = os.write(self._client_socket, _ffi.buffer(data, size))
+            except OSError:  # would block, or the connection failed: the transport's write meets it as usual
+                sent = 0
+        if sent < size:
+            transport.write(_ffi.buffer(data + sent, size - sent)[:])
 
     def _pause(self) -> None:
         """Stop reading the upstream until the client's transport has drained."""
@@ -304,6 +325,9 @@ class _DirectPath(asyncio.BufferedProtocol):
 
     def _leave(self, data: bytes) -> None:
         """Give the upstream transport back to mitmproxy's protocol, starting with `data`."""
+        if self._view is not None and self._source is not None:
+            _stop_reading_in_place(self._source, self._view)
+            self._view = None
         if self._upstream_transport.get_protocol() is self:
             self._upstream_transport.set_protocol(self._mitmproxy)
         if self._paused:
@@ -311,6 +335,34 @@ class _DirectPath(asyncio.BufferedProtocol):
             self._upstream_transport.resume_reading()
         if data:
             self._mitmproxy.data_received(data)
+
+
+def _read_in_place(tls: SSL.Connection, view: Any, data: Any, size: int) -> Any:
+    """Have `tls` read its next ciphertext, the `size` bytes at `data`, where they are: through a read-only BIO
+    that stands in for pyOpenSSL's memory BIO (which copies what it is given, after OpenSSL zeroed the space:
+    two passes over every byte of a download). `view` is the BIO of the read before (None at first). The BIO
+    replaced is freed, so pyOpenSSL's bio_write refuses until `_stop_reading_in_place`. Should the BIO in
+    place hold bytes yet unread (mitmproxy's TLS layer reads its BIO empty: not seen), those come first: the
+    read is appended to a memory BIO instead. Returns the BIO in place now (None: pyOpenSSL's)."""
+    if _lib.BIO_get_mem_data(view if view is not None else tls._into_ssl, _ffi.NULL) > 0:
+        if view is not None:
+            _stop_reading_in_place(tls, view)
+        _lib.BIO_write(tls._into_ssl, data, size)
+        return None
+    view = _lib.BIO_new_mem_buf(data, size)
+    _lib.BIO_set_mem_eof_return(view, -1)  # read to its end, it asks for more instead of reporting the end
+    _lib.SSL_set_bio(tls._ssl, view, tls._from_ssl)
+    tls._into_ssl = None
+    return view
+
+
+def _stop_reading_in_place(tls: SSL.Connection, view: Any) -> None:
+    """Give `tls` a memory BIO of pyOpenSSL's again, holding what it has not read of `view`."""
+    into, unread = _lib.BIO_new(_lib.BIO_s_mem()), _ffi.new("char **")
+    if (left := _lib.BIO_get_mem_data(view, unread)) > 0:
+        _lib.BIO_write(into, unread[0], left)
+    _lib.SSL_set_bio(tls._ssl, into, tls._from_ssl)
+    tls._into_ssl = into
 
 
 def _decrypt(tls: SSL.Connection, budget: int) -> tuple[bytes, bool]:

@@ -317,6 +317,91 @@ def test_decrypt_returns_at_most_one_buffer() -> None:
     assert _decrypt(client, len(big))[0] == big[capacity:]
 
 
+def _in_memory(data: bytes) -> object:
+    """`data` in a buffer of OpenSSL's own kind (what the direct path reads into)."""
+    buffer = relay._ffi.new("char[]", data)
+    return buffer
+
+
+def _settled_pair() -> tuple[SSL.Connection, SSL.Connection]:
+    """A handshake pair whose client has read all the server sent (its session tickets): its BIO is empty, as
+    mitmproxy's TLS layer leaves a connection's."""
+    client, server = _handshake_pair()
+    server.sendall(b"!")
+    client.bio_write(_drain(server))
+    assert client.recv(10) == b"!"
+    return client, server
+
+
+def test_a_connection_reads_in_place_across_records_split_between_reads() -> None:
+    """Ciphertext read in place, in pieces that split records, decrypts to the body; afterwards the connection
+    takes pyOpenSSL's bio_write and recv again."""
+    client, server = _settled_pair()
+    server.sendall(BODY)
+    ciphertext = _drain(server)
+    plaintext, view, pieces = b"", None, []
+    for start in range(0, len(ciphertext), 10_000):  # records are ~16 KiB: most pieces end inside one
+        pieces.append(_in_memory(ciphertext[start : start + 10_000]))
+        view = relay._read_in_place(client, view, pieces[-1], len(ciphertext[start : start + 10_000]))
+        assert view is not None
+        data, more = _decrypt(client, len(BODY))
+        assert not more
+        plaintext += data
+    assert plaintext == BODY
+    relay._stop_reading_in_place(client, view)
+    server.sendall(b"after")
+    client.bio_write(_drain(server))
+    assert client.recv(100) == b"after"
+
+
+def test_what_a_connection_has_not_read_in_place_stays_its_own() -> None:
+    """Stopped short (a budget), the rest of the read goes to the connection's memory BIO with it."""
+    client, server = _settled_pair()
+    server.sendall(BODY)
+    ciphertext = _drain(server)
+    piece = _in_memory(ciphertext)
+    view = relay._read_in_place(client, None, piece, len(ciphertext))
+    data, more = _decrypt(client, 1000)
+    assert data == BODY[:1000] and more
+    relay._stop_reading_in_place(client, view)
+    del piece  # the buffer may be reused: the connection kept a copy of what it had not read
+    rest, more = _decrypt(client, len(BODY))
+    assert rest == BODY[1000:] and not more
+
+
+def test_bytes_a_connection_has_yet_to_read_come_before_a_read_in_place() -> None:
+    """Unread ciphertext in the memory BIO (or in the BIO of the read before): the new read is appended to a
+    memory BIO instead of replacing it, and everything decrypts in order."""
+    client, server = _settled_pair()
+    server.sendall(BODY)
+    ciphertext = _drain(server)
+    first, second, third = ciphertext[:40_000], ciphertext[40_000:80_000], ciphertext[80_000:]
+    client.bio_write(first)  # not read yet
+    assert relay._read_in_place(client, None, _in_memory(second), len(second)) is None
+    view = relay._read_in_place(client, None, _in_memory(third), len(third))  # now BIO-held: appended as well
+    assert view is None
+    assert _decrypt(client, len(BODY) + 1) == (BODY, False)
+    server.sendall(BODY)
+    ciphertext = _drain(server)
+    view = relay._read_in_place(client, None, _in_memory(ciphertext[:50_000]), 50_000)
+    assert view is not None  # empty now: read in place
+    _decrypt(client, 1000)  # stops short: the view still holds bytes
+    assert relay._read_in_place(client, view, _in_memory(ciphertext[50_000:]), len(ciphertext) - 50_000) is None
+    assert _decrypt(client, len(BODY)) == (BODY[1000:], False)
+
+
+def test_reading_in_place_leaves_no_memory_bio_to_write_to() -> None:
+    """pyOpenSSL's own memory BIO is freed while the connection reads in place: its bio_write refuses."""
+    client, server = _settled_pair()
+    server.sendall(b"x")
+    ciphertext = _drain(server)
+    piece = _in_memory(ciphertext)
+    view = relay._read_in_place(client, None, piece, len(ciphertext))
+    with pytest.raises(TypeError):
+        client.bio_write(b"more")
+    relay._stop_reading_in_place(client, view)
+
+
 # --- reading -----------------------------------------------------------------------------------------------------
 
 
