@@ -481,9 +481,13 @@ def _read_body(client: Client, pending: bytearray, length: int | None, pause: fl
     return body
 
 
+def _ask(client: Client, path: str) -> None:
+    client.sendall(f"GET {path} HTTP/1.1\r\nHost: allowed.test\r\n\r\n".encode())
+
+
 def _get(client: Client, path: str, pending: bytearray) -> tuple[bytes, bytes]:
     """One GET on the connection: the response's head and body."""
-    client.sendall(f"GET {path} HTTP/1.1\r\nHost: allowed.test\r\n\r\n".encode())
+    _ask(client, path)
     head, length = _read_head(client, pending)
     return head, _read_body(client, pending, length)
 
@@ -647,7 +651,7 @@ def test_a_slow_client_pauses_the_upstream_and_gets_every_byte(
 
     def client(jail: Jail) -> bytes:
         with jail.connect(receive_buffer=1 << 16) as connection:
-            connection.sendall(b"GET /pattern?kb=20000 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+            _ask(connection, "/pattern?kb=20000")
             pending = bytearray()
             _, length = _read_head(connection, pending)
             return _read_body(connection, pending, length, pause=0.002)
@@ -669,7 +673,7 @@ def test_bodies_relayed_at_once_on_two_connections_arrive_intact(
         with jail.connect() as first, jail.connect() as second:
             connections, bodies = (first, second), [bytearray(), bytearray()]
             for connection, size in zip(connections, sizes, strict=True):
-                connection.sendall(f"GET /pattern?kb={size // 1024} HTTP/1.1\r\nHost: allowed.test\r\n\r\n".encode())
+                _ask(connection, f"/pattern?kb={size // 1024}")
             for connection, body in zip(connections, bodies, strict=True):
                 _read_head(connection, body)
             while any(len(body) < size for body, size in zip(bodies, sizes, strict=True)):
@@ -691,7 +695,7 @@ def test_a_client_that_leaves_mid_body_leaves_the_proxy_serving(
 
     def client(jail: Jail) -> tuple[bytes, bytes]:
         with jail.connect() as connection:
-            connection.sendall(b"GET /pattern?kb=30000 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+            _ask(connection, "/pattern?kb=30000")
             pending = bytearray()
             _read_head(connection, pending)
             started = _read_body(connection, pending, 1536 * 1024)
