@@ -582,20 +582,23 @@ def test_a_long_body_takes_the_direct_path_and_the_connection_stays_checked(
     scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
 ) -> None:
     """The 8000 KiB body of an allowed response arrives byte for byte, most of it by the direct path; the
-    next requests on the same client connection are still decided."""
+    next requests on the same client connection are still decided, and a second long body on it (over the
+    same upstream connection, given back to mitmproxy in between) takes the direct path again."""
+    paths = ("/pattern?kb=8000", "/secret", "/hello", "/pattern?kb=7000")
 
     def client(jail: Jail) -> list[tuple[bytes, bytes]]:
         with jail.connect() as connection:
             pending = bytearray()
-            return [_get(connection, path, pending) for path in ("/pattern?kb=8000", "/secret", "/hello")]
+            return [_get(connection, path, pending) for path in paths]
 
     answers, decisions = through_proxy(scheme, tmp_path, client)
-    (body_head, body), (denied_head, _), (hello_head, hello) = answers
+    (body_head, body), (denied_head, _), (hello_head, hello), (_, second) = answers
     assert body_head.startswith(b"HTTP/1.1 200") and body == pattern(LONG)
-    assert sum(relayed_directly) >= most_of(LONG), relayed_directly
+    assert second == pattern(7000 * 1024)
+    assert sum(relayed_directly) >= most_of(LONG) + most_of(7000 * 1024), relayed_directly
     assert denied_head.startswith(b"HTTP/1.1 403")
     assert hello_head.startswith(b"HTTP/1.1 200") and hello == b"hello from allowed.test\n"
-    assert decisions == [("allow", "/pattern?kb=8000"), ("deny", "/secret"), ("allow", "/hello")]
+    assert decisions == [("allow", paths[0]), ("deny", paths[1]), ("allow", paths[2]), ("allow", paths[3])]
 
 
 @SCHEMES
