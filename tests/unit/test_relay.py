@@ -383,7 +383,8 @@ def test_bytes_a_connection_has_yet_to_read_come_before_a_read_in_place() -> Non
     assert _decrypt(client, len(BODY) + 1) == (BODY, False)
     server.sendall(BODY)
     ciphertext = _drain(server)
-    view = relay._read_in_place(client, None, _in_memory(ciphertext[:50_000]), 50_000)
+    piece = _in_memory(ciphertext[:50_000])  # kept: the connection reads it in place
+    view = relay._read_in_place(client, None, piece, 50_000)
     assert view is not None  # empty now: read in place
     _decrypt(client, 1000)  # stops short: the view still holds bytes
     assert relay._read_in_place(client, view, _in_memory(ciphertext[50_000:]), len(ciphertext) - 50_000) is None
