@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from h11._readers import ContentLengthReader, Http10Reader
+from mitmproxy import ctx
 from mitmproxy.connection import Connection
 from mitmproxy.proxy import commands, events, layer, server
 from mitmproxy.proxy.layers import modes
@@ -64,9 +65,6 @@ _BodyReader = ContentLengthReader | Http10Reader
 
 # Layers that pass what goes to the client through unchanged.
 _TRANSPARENT_LAYERS = (modes.TransparentProxy, TunnelLayer)
-
-# The connection handler serving each open connection (a client's and its upstreams'), for the direct path.
-_HANDLERS: dict[Connection, server.ConnectionHandler] = {}
 
 
 class RelayingHttpLayer(HttpLayer):
@@ -127,7 +125,7 @@ class RelayingHttpLayer(HttpLayer):
         """Take the upstream socket's next reads of a long relayable body past mitmproxy (see `_DirectPath`)."""
         if _budget(reader) < DIRECT_MIN:
             return
-        handler = _HANDLERS.get(self.context.client)
+        handler = _connection_handler(self.context.client)
         sink_known, sink = self._client_sink()
         if handler is None or not sink_known:
             return
@@ -240,7 +238,7 @@ class _DirectPath(asyncio.BufferedProtocol):
         ):
             self._leave(_INBOX_VIEW[:nbytes].tobytes())
             return
-        self._handler.timeout_watchdog.register_activity()  # type: ignore[no-untyped-call]
+        self._handler.timeout_watchdog.register_activity()
         if self._source is None:
             plaintext, size, more = _INBOX, nbytes, False
         else:
@@ -337,6 +335,15 @@ class _DirectPath(asyncio.BufferedProtocol):
             self._mitmproxy.data_received(data)
 
 
+def _connection_handler(client: Connection) -> server.ConnectionHandler | None:
+    """The handler serving `client` and its upstream connections, from mitmproxy's proxyserver, which
+    registers each for its lifetime. None for layers driven without one (as layer tests do)."""
+    master = getattr(ctx, "master", None)
+    proxyserver = master.addons.get("proxyserver") if master is not None else None
+    handler: server.ConnectionHandler | None = proxyserver.connections.get(client.id) if proxyserver else None
+    return handler
+
+
 def _read_in_place(tls: SSL.Connection, view: Any, data: Any, size: int) -> Any:
     """Have `tls` read its next ciphertext, the `size` bytes at `data`, where they are: through a read-only BIO
     that stands in for pyOpenSSL's memory BIO (which copies what it is given, after OpenSSL zeroed the space:
@@ -413,11 +420,7 @@ def _read_large(handle_connection: _Handler) -> _Handler:
         io = self.transports[connection]
         if isinstance(io.reader, asyncio.StreamReader):
             io.reader = _LargeReads(io.reader)  # type: ignore[assignment]
-        _HANDLERS[connection] = self
-        try:
-            await handle_connection(self, connection)
-        finally:
-            _HANDLERS.pop(connection, None)
+        await handle_connection(self, connection)
 
     return handle
 

@@ -541,7 +541,8 @@ def through_proxy[T](scheme: str, tmp_path: Path, client: Callable[[Jail], T]) -
                 handler = ProxyConnectionHandler(ctx.master, reader, writer, ctx.options, instance.mode)
                 handler.layer = instance.make_top_layer(handler.layer.context)
                 handler.layer.context.client.sockname = handler.layer.context.server.address = destination
-                await handler.handle_client()
+                with instance.manager.register_connection(handler.layer.context.client.id, handler):
+                    await handler.handle_client()
 
             server = await asyncio.start_server(serve, "127.0.0.1", 0)
             try:
