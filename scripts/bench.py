@@ -8,20 +8,23 @@
 
 One HTTPS upstream (scripts/bench_client.py serve: HTTP/1.1 keep-alive and HTTP/2 by ALPN, a tiny body, a
 streamed body of any size, an upload sink, a server-sent event stream) on 127.0.0.1, and one client
-(scripts/bench_client.py suite) that runs the same phases against three targets:
+(scripts/bench_client.py suite) that runs the same phases against these targets:
 
 1. direct: no proxy, the physical limit of this machine with this client and upstream;
 2. mitmdump: bare mitmproxy as an explicit proxy (CONNECT), streaming on (`stream_large_bodies=64k`), quiet,
    no addons of ours;
 3. boundary: the client runs inside `boundary run` under a policy of 12 rules, the name mapped to the upstream
-   by `--resolve`.
+   by `--resolve`;
+4. socat, for the download and the upload only: a TLS relay in C (OpenSSL on both sides of one process, its
+   own certificate, no HTTP, no policy). Any TLS-intercepting proxy decrypts and re-encrypts every byte of a
+   body in a third process; socat shows what that alone costs on this machine (the second table).
 
 Phases: keep-alive latency (p50/p95 over N requests on one connection), latency of a request on a new TLS
 connection, requests/s of 20 and of 200 keep-alive connections, HTTP/2 latency (streams one after another on
 one connection) and requests/s (20 concurrent streams), the delay of server-sent events (upstream write to
 client read), a streamed download (default 1 GiB) and an upload. While a phase runs the proxy's resident
 memory is sampled every 20 ms (the peak during the 200-connection phase and the value right after the download
-are reported). Each phase runs for the three targets one after the other (a fresh client, proxy and jail each
+are reported). Each phase runs for the targets one after the other (a fresh client, proxy and jail each
 time), in rounds (`--rounds`, default 3): this VM's speed drifts by ±25% from minute to minute (the direct
 download alone measured 400 to 860 MiB/s in one run), so targets are measured seconds apart, each figure is its
 target's best round (lowest latency, highest rate) and memory its highest; every round's figures are in the
@@ -53,11 +56,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from scripts.demo_upstream import make_certs_for
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 CLIENT = ROOT / "scripts" / "bench_client.py"
 SRT_CLI = ROOT / ".cache" / "npm-srt" / "node_modules" / "@anthropic-ai" / "sandbox-runtime" / "dist" / "cli.js"
-TARGETS = ("direct", "mitmdump", "boundary")
+TARGETS = ("direct", "mitmdump", "boundary", "socat")
+NAME = "bench.test"
+# The phases a TLS relay in C measures: what re-encrypting a large body costs on this machine.
+RELAY_PHASES = ("download", "upload")
 
 # Twelve rules: the benchmark's own name among the kind of rules an agent policy has.
 POLICY = """\
@@ -239,6 +249,27 @@ def bench_mitmdump(args: argparse.Namespace, phase: str, port: int, ca: Path, wo
         proc.wait()
 
 
+def bench_socat(args: argparse.Namespace, phase: str, port: int, ca: Path, work: Path) -> TargetResult:
+    """The large-body phases through socat: OpenSSL on both sides of one C process (its own certificate, the
+    upstream's verified), no HTTP, no policy. Nothing (an empty result) for other phases or without socat."""
+    socat = shutil.which("socat")
+    if phase not in RELAY_PHASES or socat is None:
+        return TargetResult()
+    (work / "socat").mkdir(exist_ok=True)
+    relay_ca, cert, key = make_certs_for(work / "socat", [NAME])
+    relay_port = free_port()
+    listen = f"OPENSSL-LISTEN:{relay_port},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},verify=0"
+    connect = f"OPENSSL:127.0.0.1:{port},cafile={ca},commonname={NAME},snihost={NAME}"
+    proc = subprocess.Popen([socat, "-b", str(1 << 20), listen, connect], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(relay_port)
+        via = ["--via", "direct", "--port", str(relay_port), "--cafile", str(relay_ca)]
+        return run_client(client_argv(args, phase, *via))
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def boundary_argv(policy: Path, port: int, ca: Path, work: Path, command: Sequence[str]) -> list[str]:
     return [
         str(ROOT / ".venv" / "bin" / "boundary"),
@@ -265,6 +296,7 @@ BENCHES: tuple[tuple[str, Callable[[argparse.Namespace, str, int, Path, Path], T
     ("direct", bench_direct),
     ("mitmdump", bench_mitmdump),
     ("boundary", bench_boundary),
+    ("socat", bench_socat),
 )
 
 
@@ -378,7 +410,7 @@ def table(results: dict[str, TargetResult]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for label, phase, key, unit, _ in ROWS:
-        d, m, b = (figure(results, t, phase, key) for t in TARGETS)
+        d, m, b = (figure(results, t, phase, key) for t in ("direct", "mitmdump", "boundary"))
         lines.append(f"| {label} ({unit}) | {show(d)} | {show(m)} | {show(b)} | {ratio(b, d)} | {ratio(b, m)} |")
     for label, attribute in (
         ("proxy RSS, 200 connections", "rss_peak_200"),
@@ -386,6 +418,19 @@ def table(results: dict[str, TargetResult]) -> list[str]:
     ):
         m, b = (getattr(results[t], attribute) for t in ("mitmdump", "boundary"))
         lines.append(f"| {label} (MiB) | - | {show(m)} | {show(b)} | - | {ratio(b, m)} |")
+    return lines
+
+
+def relay_table(results: dict[str, TargetResult]) -> list[str]:
+    """Large bodies against socat, a TLS relay in C: the cost of decrypting and re-encrypting every byte alone."""
+    lines = [
+        "| metric | direct | socat (TLS relay in C) | boundary | socat / direct | boundary / socat |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, phase, key, unit, _ in ROWS:
+        if phase in RELAY_PHASES:
+            d, s, b = (figure(results, t, phase, key) for t in ("direct", "socat", "boundary"))
+            lines.append(f"| {label} ({unit}) | {show(d)} | {show(s)} | {show(b)} | {ratio(s, d)} | {ratio(b, s)} |")
     return lines
 
 
@@ -509,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss": {
             name: {"peak_200_mib": r.rss_peak_200, "after_download_mib": r.rss_after_download}
             for name, r in results.items()
-            if name != "direct"
+            if name in ("mitmdump", "boundary")
         },
         "startup": startup,
         "decision_10k_median_us": decision,
@@ -517,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     report["verdicts"] = evaluate(report)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
 
-    out = [f"Machine: {report['machine']} — {report['date']}", "", *table(results), ""]
+    out = [f"Machine: {report['machine']} — {report['date']}", "", *table(results), "", *relay_table(results), ""]
     out.append("| start-up | boundary run -- true | srt true | ratio |")
     out.append("|---|---|---|---|")
     b, s = startup["boundary_true_s"], startup["srt_true_s"]

@@ -17,7 +17,7 @@ import pytest
 from boundary.matcher import Matcher, Request
 from boundary.policy import parse_policy
 from scripts import bench
-from tests.support.tools import repo_root, venv_python
+from tests.support.tools import repo_root, require_tool, venv_python
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,18 @@ def test_a_failing_client_is_an_error_not_a_number() -> None:
     argv = [str(venv_python()), str(bench.CLIENT), "suite", "--via", "direct", "--port", "1", "--only", "keepalive"]
     with pytest.raises(RuntimeError, match="exited 1"):
         bench.run_client(argv, timeout=60)
+
+
+def test_the_tls_relay_carries_the_large_bodies_only(served: tuple[int, Path], tmp_path: Path) -> None:
+    """socat relays the download and the upload (the client trusts only the relay's own CA, so a figure at all
+    means the bytes went through it, re-encrypted); every other phase gets no figure rather than a made-up one."""
+    require_tool("socat")
+    port, ca = served
+    args = argparse.Namespace(requests=10, seconds=0.3, download_mb=3, upload_mb=2)
+    for phase in bench.RELAY_PHASES:
+        result = bench.bench_socat(args, phase, port, ca, tmp_path)
+        assert list(result.phases) == [phase] and result.phases[phase]["mb_per_s"] > 0, result.phases
+    assert bench.bench_socat(args, "keepalive", port, ca, tmp_path).phases == {}
 
 
 def report(**overrides: Any) -> dict[str, Any]:
@@ -121,6 +133,18 @@ def test_table_has_each_metric_with_both_ratios() -> None:
     rows = bench.table(results)
     assert "| requests/s, 20 connections (req/s) | 1000 | 400 | 500 | 0.50x | 1.25x |" in rows
     assert "| streamed download (MiB/s) | - | - | - | - | - |" in rows
+
+
+def test_the_relay_table_sets_large_bodies_against_socat() -> None:
+    """Download and upload only, with socat's ratio to direct and boundary's to socat."""
+    results = {name: bench.TargetResult() for name in bench.TARGETS}
+    for name, rate in (("direct", 600.0), ("socat", 300.0), ("boundary", 330.0)):
+        results[name].phases["download"] = {"mb_per_s": rate}
+    rows = bench.relay_table(results)
+    assert rows[2:] == [
+        "| streamed download (MiB/s) | 600 | 300 | 330 | 0.50x | 1.10x |",
+        "| upload (MiB/s) | - | - | - | - | - |",
+    ]
 
 
 def test_bench_help_runs() -> None:
