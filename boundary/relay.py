@@ -280,13 +280,8 @@ class _DirectPath(asyncio.BufferedProtocol):
         if self._sink is None:
             self._write(plaintext, size)
             return True
-        ssl, sent = self._sink._ssl, 0
-        while sent < size:  # pyOpenSSL's connections write partially: a record at a time
-            written = _lib.SSL_write(ssl, plaintext + sent, size - sent)
-            if written <= 0:
-                _lib.ERR_clear_error()
-                return False
-            sent += written
+        if not _encrypt(self._sink, plaintext, size):
+            return False
         while (ciphertext := _lib.BIO_read(self._sink._from_ssl, _CIPHERTEXT, len(_CIPHERTEXT))) > 0:
             self._write(_CIPHERTEXT, ciphertext)
         return True
@@ -390,6 +385,20 @@ def _decrypt_into(tls: SSL.Connection, budget: int) -> tuple[int, bool]:
             return filled, _lib.SSL_get_error(ssl, read) != _lib.SSL_ERROR_WANT_READ
         filled += read
     return filled, True
+
+
+def _encrypt(tls: SSL.Connection, plaintext: Any, size: int) -> bool:
+    """Write the `size` bytes at `plaintext` to `tls` in one call (pyOpenSSL's connections write partially, a
+    record per call); False if it refused them (it is shutting down)."""
+    ssl = tls._ssl
+    mode = _lib.SSL_set_mode(ssl, 0)  # its mode, unchanged
+    _lib.SSL_clear_mode(ssl, _lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
+    written = _lib.SSL_write(ssl, plaintext, size)
+    _lib.SSL_set_mode(ssl, mode & _lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
+    if written == size:
+        return True
+    _lib.ERR_clear_error()
+    return False
 
 
 def _budget(reader: _BodyReader) -> int:

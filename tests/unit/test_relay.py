@@ -317,6 +317,28 @@ def test_decrypt_returns_at_most_one_buffer() -> None:
     assert _decrypt(client, len(big))[0] == big[capacity:]
 
 
+# --- encrypting -------------------------------------------------------------------------------------------------
+
+
+def test_encrypt_writes_every_record_in_one_call_and_keeps_the_mode() -> None:
+    """A body of many records goes into the connection at once and decrypts whole on the other side; the
+    connection still writes partially afterwards (pyOpenSSL's setting, which mitmproxy's own writes rely on)."""
+    client, server = _settled_pair()
+    big = pattern(300_000)  # ~19 records
+    assert relay._encrypt(server, _in_memory(big), len(big))
+    client.bio_write(_drain(server))
+    assert _decrypt(client, len(big) + 1) == (big, False)
+    assert relay._lib.SSL_set_mode(server._ssl, 0) & relay._lib.SSL_MODE_ENABLE_PARTIAL_WRITE
+
+
+def test_encrypt_is_refused_once_the_connection_shut_down() -> None:
+    """After its close_notify a connection takes no more data: False (and no error left queued in OpenSSL)."""
+    _, server = _settled_pair()
+    server.shutdown()
+    assert not relay._encrypt(server, _in_memory(b"late"), 4)
+    assert relay._lib.ERR_peek_error() == 0
+
+
 def _in_memory(data: bytes) -> object:
     """`data` in a buffer of OpenSSL's own kind (what the direct path reads into)."""
     buffer = relay._ffi.new("char[]", data)
