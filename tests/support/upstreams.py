@@ -19,7 +19,8 @@ Routes served by :func:`default_routes` (used unless a custom handler is given):
 - ``/pattern?kb=N&framing=F``: the first ``N`` KiB of :func:`pattern` (bytes that differ everywhere, so a lost,
   doubled or reordered piece shows), framed by ``F``: ``length`` (Content-Length, the default), ``chunked``,
   or ``close`` (neither: the body ends when the server closes the connection). With ``sent_kb=M`` only the
-  first ``M`` KiB are sent before the connection closes (a body cut short).
+  first ``M`` KiB are sent before the connection closes (a body cut short). With ``smuggle=1`` a whole
+  second response (:data:`SMUGGLED_RESPONSE`, never asked for) follows the body in the same write.
 - ``POST /upload``: reads the body streamed (Content-Length or chunked) and answers
   ``{"length": <bytes>, "sha256": <hex>}``.
 - ``GET /ws`` with a WebSocket handshake (RFC 6455): ``101`` with ``Sec-WebSocket-Accept``, then every text or
@@ -78,6 +79,8 @@ MAX_RECORDED_BODY = 1 << 20
 _MAX_HEADERS = 200
 _BIG_PIECE = bytes(64 * 1024)
 _PATTERN_PIECE = 100_000  # not a multiple of a TLS record or a read size
+# What /pattern?smuggle=1 sends after the body: a response to a request nobody made (a desync attempt).
+SMUGGLED_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
 
 
 def pattern(size: int) -> bytes:
@@ -663,8 +666,10 @@ async def default_routes(ex: Exchange) -> None:
         length = len(body) if framing == "length" else None
         sent = int(q["sent_kb"]) * 1024 if "sent_kb" in q else len(body)
         await ex.start_stream(200, content_length=length, close_delimited=framing == "close")
+        after = SMUGGLED_RESPONSE if q.get("smuggle") == "1" else b""
         for start in range(0, sent, _PATTERN_PIECE):
-            await ex.send(body[start : min(start + _PATTERN_PIECE, sent)])
+            end = min(start + _PATTERN_PIECE, sent)
+            await ex.send(body[start:end] + (after if end == len(body) else b""))
         if sent < len(body):
             ex.keep_alive = False  # cut short: the connection closes with the body unfinished
             return

@@ -733,3 +733,53 @@ def test_a_client_that_leaves_mid_body_leaves_the_proxy_serving(
     assert started == pattern(1536 * 1024) and hello == b"hello from allowed.test\n"
     assert 0 < sum(relayed_directly) < 30000 * 1024
     assert decisions == [("allow", "/pattern?kb=30000"), ("allow", "/hello")]
+
+
+@SCHEMES
+def test_requests_pipelined_mid_body_are_each_decided_after_it(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """While the direct path carries a body, the client sends two more requests at once (a denied one and an
+    allowed one): neither rides along with the body; each is decided and answered in turn after it."""
+    paths = ("/pattern?kb=8000", "/secret", "/hello")
+
+    def client(jail: Jail) -> list[tuple[bytes, bytes]]:
+        with jail.connect() as connection:
+            _ask(connection, paths[0])
+            pending = bytearray()
+            head, length = _read_head(connection, pending)
+            started = _read_body(connection, pending, 2 * READ_SIZE)
+            connection.sendall(b"".join(f"GET {p} HTTP/1.1\r\nHost: allowed.test\r\n\r\n".encode() for p in paths[1:]))
+            answers = [(head, started + _read_body(connection, pending, (length or 0) - len(started)))]
+            for _ in paths[1:]:
+                next_head, next_length = _read_head(connection, pending)
+                answers.append((next_head, _read_body(connection, pending, next_length)))
+            return answers
+
+    answers, decisions = through_proxy(scheme, tmp_path, client)
+    (body_head, body), (denied_head, _), (hello_head, hello) = answers
+    assert body_head.startswith(b"HTTP/1.1 200") and body == pattern(LONG)
+    assert sum(relayed_directly) >= most_of(LONG), relayed_directly
+    assert denied_head.startswith(b"HTTP/1.1 403")
+    assert hello_head.startswith(b"HTTP/1.1 200") and hello == b"hello from allowed.test\n"
+    assert decisions == [("allow", paths[0]), ("deny", paths[1]), ("allow", paths[2])]
+
+
+@SCHEMES
+def test_a_response_smuggled_after_a_relayed_body_never_reaches_the_client(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """The upstream follows the 8000 KiB body with a whole response nobody asked for, in the same write (the
+    read that ends the body goes mitmproxy's way): the client gets the body and never those bytes; its next
+    request is decided and answered by the upstream's own answer to it."""
+
+    def client(jail: Jail) -> list[tuple[bytes, bytes]]:
+        with jail.connect() as connection:
+            pending = bytearray()
+            return [_get(connection, path, pending) for path in ("/pattern?kb=8000&smuggle=1", "/hello")]
+
+    [(_, body), (_, hello)], decisions = through_proxy(scheme, tmp_path, client)
+    assert body == pattern(LONG)
+    assert sum(relayed_directly) >= most_of(LONG), relayed_directly
+    assert hello == b"hello from allowed.test\n"
+    assert decisions == [("allow", "/pattern?kb=8000&smuggle=1"), ("allow", "/hello")]

@@ -26,6 +26,7 @@ import pytest
 from tests.support import websocket
 from tests.support.upstreams import (
     MAX_RECORDED_BODY,
+    SMUGGLED_RESPONSE,
     Exchange,
     TestCA,
     Upstream,
@@ -343,6 +344,20 @@ def test_pattern_route_cuts_the_body_short_when_asked(plain: Upstream) -> None:
         response.read()
     assert cut.value.partial == pattern(100 * 1024)
     conn.close()
+
+
+def test_pattern_route_smuggles_a_response_after_the_body_when_asked(plain: Upstream) -> None:
+    """/pattern?kb=N&smuggle=1: the body as promised, then a whole response nobody asked for."""
+    with socket.create_connection(("127.0.0.1", plain.port), timeout=30) as conn:
+        conn.sendall(b"GET /pattern?kb=300&smuggle=1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        received = b""
+        while not received.endswith(SMUGGLED_RESPONSE):
+            data = conn.recv(1 << 16)
+            assert data, received[-100:]
+            received += data
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert b"Content-Length: %d" % (300 * 1024) in head
+    assert rest == pattern(300 * 1024) + SMUGGLED_RESPONSE
 
 
 def test_pattern_route_refuses_an_unknown_framing(plain: Upstream) -> None:
