@@ -34,6 +34,7 @@ from mitmproxy.connection import Connection
 from mitmproxy.proxy import commands, events, layer, server
 from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.layers.http import HttpClient, HttpLayer
+from mitmproxy.proxy.layers.http._events import RequestData
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.tls import ClientTLSLayer, ServerTLSLayer
 from mitmproxy.proxy.tunnel import TunnelLayer, TunnelState
@@ -68,13 +69,16 @@ _TRANSPARENT_LAYERS = (modes.TransparentProxy, TunnelLayer)
 
 
 class RelayingHttpLayer(HttpLayer):
-    """mitmproxy's HTTP layer, relaying the plaintext body of a streamed HTTP/1 response to an HTTP/1 client."""
+    """mitmproxy's HTTP layer, relaying the plaintext body of a streamed HTTP/1 message straight to the other
+    side: a response's to an HTTP/1 client, a request's to an HTTP/1 server."""
 
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         rest: events.Event | None = event
         if isinstance(event, events.DataReceived):
             upstream = self.connections.get(event.connection)
-            if type(upstream) is HttpClient:
+            if event.connection is self.context.client:
+                rest = yield from self._relay_request(event)
+            elif type(upstream) is HttpClient:
                 rest = yield from self._relay_plaintext(upstream, event)
             elif type(upstream) is ServerTLSLayer:
                 rest = yield from self._relay_ciphertext(upstream, event)
@@ -119,48 +123,131 @@ class RelayingHttpLayer(HttpLayer):
         self._go_direct(event.connection, upstream, reader, tls_layer.tls)
         return None
 
+    def _relay_request(self, event: events.DataReceived) -> layer.CommandGenerator[events.DataReceived | None]:
+        """Send what the client's `event` carries of a relayable request body to the server connection's own
+        layers (past the client's HTTP/1 parser and the HTTP stream); the event for the rest, if any."""
+        relayable = self._relayable_request_body()
+        if relayable is None:
+            return event
+        reader, stream_id, server = relayable
+        data = event.data
+        take = min(len(data), _budget(reader))
+        if take:
+            _count(reader, take)
+            yield from self.event_to_child(self.connections[server], RequestData(stream_id, data[:take]))
+        if take < len(data):
+            return events.DataReceived(event.connection, data[take:])
+        (client_known, client_tls), (server_known, server_tls) = self._client_tls(), self._server_tls(server)
+        if client_known and server_known:
+
+            def still_relayable() -> bool:
+                now = self._relayable_request_body()
+                return now is not None and now[0] is reader
+
+            self._direct(event.connection, client_tls, server, server_tls, reader, still_relayable)
+        return None
+
     def _go_direct(
         self, connection: Connection, upstream: layer.Layer, reader: _BodyReader, source: SSL.Connection | None
     ) -> None:
-        """Take the upstream socket's next reads of a long relayable body past mitmproxy (see `_DirectPath`)."""
+        """Take the upstream socket's next reads of a long relayable response body past mitmproxy."""
+        client_known, client_tls = self._client_tls()
+        if client_known:
+            still_relayable = lambda: self._relayable_body(upstream) is reader  # noqa: E731
+            self._direct(connection, source, self.context.client, client_tls, reader, still_relayable)
+
+    def _direct(
+        self,
+        source: Connection,
+        source_tls: SSL.Connection | None,
+        sink: Connection,
+        sink_tls: SSL.Connection | None,
+        reader: _BodyReader,
+        still_relayable: Callable[[], bool],
+    ) -> None:
+        """Take the next reads of `source`'s socket past mitmproxy (see `_DirectPath`) if the body has more
+        than DIRECT_MIN left and both sockets are mitmproxy's own, idle as far as mitmproxy knows."""
         if _budget(reader) < DIRECT_MIN:
             return
         handler = _connection_handler(self.context.client)
-        sink_known, sink = self._client_sink()
-        if handler is None or not sink_known:
+        if handler is None:
             return
-        upstream_io, client_io = handler.transports.get(connection), handler.transports.get(self.context.client)
-        if upstream_io is None or client_io is None:
+        source_io, sink_io = handler.transports.get(source), handler.transports.get(sink)
+        if source_io is None or sink_io is None:
             return
-        upstream_reader = getattr(upstream_io.reader, "reader", None)
-        if not isinstance(upstream_reader, asyncio.StreamReader) or upstream_reader.at_eof():
+        source_reader = getattr(source_io.reader, "reader", None)
+        if not isinstance(source_reader, asyncio.StreamReader) or source_reader._eof:  # type: ignore[attr-defined]
             return
-        if upstream_reader._buffer:  # type: ignore[attr-defined]  # mitmproxy has yet to read these first
+        ahead: bytearray = source_reader._buffer  # type: ignore[attr-defined]  # read, not yet seen by mitmproxy
+        if len(ahead) > READ_SIZE:
             return
-        upstream_writer, client_writer = upstream_io.writer, client_io.writer
-        if not isinstance(upstream_writer, asyncio.StreamWriter) or not isinstance(client_writer, asyncio.StreamWriter):
+        source_writer, sink_writer = source_io.writer, sink_io.writer
+        if not isinstance(source_writer, asyncio.StreamWriter) or not isinstance(sink_writer, asyncio.StreamWriter):
             return
-        transport = upstream_writer.transport
+        transport = source_writer.transport
         protocol = transport.get_protocol()
         if not isinstance(transport, asyncio.Transport) or type(protocol) is not asyncio.StreamReaderProtocol:
             return  # not mitmproxy's own (or already direct)
-        _DirectPath(self, handler, connection, upstream, reader, source, sink, transport, client_writer)
+        path = _DirectPath(handler, source, transport, source_tls, reader, still_relayable, sink_tls, sink_writer)
+        if ahead:  # what mitmproxy's reader holds comes first: the direct path's first read
+            size = len(ahead)
+            _INBOX_VIEW[:size] = ahead
+            ahead.clear()
+            source_reader._maybe_resume_transport()  # type: ignore[attr-defined]
+            path.buffer_updated(size)
 
-    def _client_sink(self) -> tuple[bool, SSL.Connection | None]:
-        """What turns plaintext for the client into the bytes of its socket: (True, the client TLS connection),
-        (True, None) for plain HTTP, or (False, None) if a layer between this one and the socket could change
-        them otherwise."""
-        client, sink = self.context.client, None
+    def _client_tls(self) -> tuple[bool, SSL.Connection | None]:
+        """What turns the client's socket bytes into this layer's plaintext and back: (True, the client TLS
+        connection), (True, None) for plain HTTP, or (False, None) if a layer between this one and the socket
+        could change them otherwise."""
+        client, tls = self.context.client, None
         for outer in self.context.layers:
             if outer is self:
-                return True, sink
+                return True, tls
             if isinstance(outer, TunnelLayer) and outer.tunnel_connection is client:
-                if type(outer) is not ClientTLSLayer or sink is not None or outer.tunnel_state is not TunnelState.OPEN:
+                if type(outer) is not ClientTLSLayer or tls is not None or outer.tunnel_state is not TunnelState.OPEN:
                     return False, None
-                sink = outer.tls
+                tls = outer.tls
             elif not isinstance(outer, _TRANSPARENT_LAYERS):
                 return False, None
         return False, None
+
+    def _server_tls(self, server: Connection) -> tuple[bool, SSL.Connection | None]:
+        """Like `_client_tls`, between this layer and `server`'s socket: its open TLS layer or none at all."""
+        upstream = self.connections.get(server)
+        if type(upstream) is HttpClient:
+            return True, None
+        if type(upstream) is ServerTLSLayer and upstream.tunnel_state is TunnelState.OPEN:
+            return True, upstream.tls
+        return False, None
+
+    def _relayable_request_body(self) -> tuple[_BodyReader, int, Connection] | None:
+        """The body reader of the client's request, its stream and the server connection it goes to, if its
+        plaintext may go straight there: a streamed HTTP/1 request with a Content-Length to an HTTP/1 server
+        that has not answered yet."""
+        downstream = self.connections.get(self.context.client)
+        if type(downstream) is not Http1Server or downstream.state != downstream.read_body or downstream.buf:
+            return None
+        reader = downstream.body_reader
+        if type(reader) is not ContentLengthReader or reader._remaining < 2:
+            return None
+        stream = self.streams.get(downstream.stream_id)
+        if stream is None or stream.client_state != stream.state_stream_request_body:
+            return None
+        if stream.server_state != stream.state_wait_for_response_headers:
+            return None
+        if stream.flow.request.stream is not True or self.context.options.store_streamed_bodies:
+            return None
+        server = stream.context.server
+        upstream = self.connections.get(server)
+        if type(upstream) is ServerTLSLayer:
+            upstream = upstream.child_layer
+        client = getattr(upstream, "child_layer", None) if type(upstream) is HttpClient else None
+        if type(client) is not Http1Client or client.stream_id != downstream.stream_id or client.request is None:
+            return None
+        if "chunked" in client.request.headers.get("transfer-encoding", "").lower():
+            return None
+        return reader, downstream.stream_id, server
 
     def _relayable_body(self, upstream: layer.Layer) -> _BodyReader | None:
         """The body reader of `upstream`'s response if its plaintext may go straight to the client."""
@@ -190,59 +277,59 @@ class RelayingHttpLayer(HttpLayer):
 
 
 class _DirectPath(asyncio.BufferedProtocol):
-    """A long relayable body's reads, from the upstream socket to the client's, in one call per read.
+    """A long relayable body's reads, from the socket it arrives on to the other side's, in one call per read.
 
-    mitmproxy's path for each read of the upstream socket: a fresh bytes object, its reader's buffer, a task
-    wake-up, its connection handler, the layer stack down to the relay and back up through the client TLS layer,
-    one command per 64 KiB and a drain of every writer. Once a body is relayable and has more than DIRECT_MIN
-    left, this protocol stands in for mitmproxy's on the upstream transport: the socket is read into one
-    buffer, decrypted (upstream TLS), counted, encrypted (client TLS) and written to the client's transport;
-    when that transport's buffer is full, the upstream pauses until it drains.
+    mitmproxy's path for each read of a socket: a fresh bytes object, its reader's buffer, a task wake-up, its
+    connection handler, the layer stack down to the relay and back up through the other side's TLS layer, one
+    command per 64 KiB and a drain of every writer. Once a body is relayable and has more than DIRECT_MIN
+    left, this protocol stands in for mitmproxy's on the source's transport (the upstream's for a response,
+    the client's for a request): the socket is read into one buffer, decrypted (if the source speaks TLS),
+    counted, encrypted (if the sink does) and written to the sink's transport; when that transport's buffer is
+    full, the source pauses until it drains.
 
     A read that could hold the body's end (or more) goes to mitmproxy's protocol untouched, and so does
-    everything after it: the message ends, and the next request is parsed, on mitmproxy's own path. So does
-    every read once the body is no longer relayable or the client is gone, and the upstream's end. A TLS error
-    or close on the upstream ends the direct path and prompts mitmproxy's TLS layer to read, which then meets
-    it. Nothing but body bytes of a response already allowed takes this path."""
+    everything after it: the message ends, and the next message is parsed, on mitmproxy's own path. So does
+    every read once the body is no longer relayable or the sink is closing, and the source's end. A TLS error
+    or close on the source ends the direct path and prompts mitmproxy's TLS layer to read, which then meets
+    it. Nothing but body bytes of a message already allowed takes this path."""
 
     def __init__(
         self,
-        http: RelayingHttpLayer,
         handler: server.ConnectionHandler,
-        connection: Connection,
-        upstream: layer.Layer,
+        source: Connection,
+        source_transport: asyncio.Transport,
+        source_tls: SSL.Connection | None,
         reader: _BodyReader,
-        source: SSL.Connection | None,
-        sink: SSL.Connection | None,
-        upstream_transport: asyncio.Transport,
-        client: asyncio.StreamWriter,
+        still_relayable: Callable[[], bool],
+        sink_tls: SSL.Connection | None,
+        sink: asyncio.StreamWriter,
     ) -> None:
-        self._http, self._handler, self._connection, self._upstream = http, handler, connection, upstream
-        self._reader, self._source, self._sink, self._client = reader, source, sink, client
-        self._client_socket = client.transport.get_extra_info("socket").fileno()
-        self._upstream_transport = upstream_transport
-        self._mitmproxy = cast(asyncio.StreamReaderProtocol, upstream_transport.get_protocol())
+        self._handler, self._source, self._source_transport, self._source_tls = (
+            handler,
+            source,
+            source_transport,
+            source_tls,
+        )
+        self._reader, self._still_relayable, self._sink_tls, self._sink = reader, still_relayable, sink_tls, sink
+        self._sink_socket = sink.transport.get_extra_info("socket").fileno()
+        self._mitmproxy = cast(asyncio.StreamReaderProtocol, source_transport.get_protocol())
         self._paused = False
         self._pending: asyncio.Future[None] | None = None  # the drain or prompt under way: a task needs a reference
-        self._view: Any = None  # the BIO that has `source` read _INBOX in place, while there is one
-        upstream_transport.set_protocol(self)
+        self._view: Any = None  # the BIO that has `source_tls` read _INBOX in place, while there is one
+        source_transport.set_protocol(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _INBOX_VIEW
 
     def buffer_updated(self, nbytes: int) -> None:
-        if (
-            nbytes + _RECORD_SLACK >= _budget(self._reader)
-            or self._client.is_closing()
-            or self._http._relayable_body(self._upstream) is not self._reader
-        ):
+        if nbytes + _RECORD_SLACK >= _budget(self._reader) or self._sink.is_closing() or not self._still_relayable():
             self._leave(_INBOX_VIEW[:nbytes].tobytes())
             return
         self._handler.timeout_watchdog.register_activity()
-        if self._source is None:
+        if self._source_tls is None:
             plaintext, size, more = _INBOX, nbytes, False
         else:
-            plaintext, (size, more) = _PLAINTEXT, self._decrypt(self._source, nbytes)
+            plaintext, (size, more) = _PLAINTEXT, self._decrypt(self._source_tls, nbytes)
         if size:
             _count(self._reader, size)
             if not self._send(plaintext, size):
@@ -250,9 +337,9 @@ class _DirectPath(asyncio.BufferedProtocol):
                 return
         if more:
             self._leave(b"")
-            prompt = events.DataReceived(self._connection, b"")  # mitmproxy's TLS layer reads on and meets it
+            prompt = events.DataReceived(self._source, b"")  # mitmproxy's TLS layer reads on and meets it
             self._pending = asyncio.ensure_future(self._handler.server_event(prompt))
-        elif self._client.transport.get_write_buffer_size() > self._client.transport.get_write_buffer_limits()[1]:
+        elif self._sink.transport.get_write_buffer_size() > self._sink.transport.get_write_buffer_limits()[1]:
             self._pause()
 
     def eof_received(self) -> bool | None:
@@ -275,57 +362,57 @@ class _DirectPath(asyncio.BufferedProtocol):
         return _decrypt_into(source, _budget(self._reader))
 
     def _send(self, plaintext: Any, size: int) -> bool:
-        """Write `size` bytes at `plaintext` to the client; False if its TLS connection refused them (as
-        mitmproxy's TLS layer does, they are dropped: the client is closing)."""
-        if self._sink is None:
+        """Write `size` bytes at `plaintext` to the sink; False if its TLS connection refused them (as
+        mitmproxy's TLS layer does, they are dropped: the sink is closing)."""
+        if self._sink_tls is None:
             self._write(plaintext, size)
             return True
-        if not _encrypt(self._sink, plaintext, size):
+        if not _encrypt(self._sink_tls, plaintext, size):
             return False
-        while (ciphertext := _lib.BIO_read(self._sink._from_ssl, _CIPHERTEXT, len(_CIPHERTEXT))) > 0:
+        while (ciphertext := _lib.BIO_read(self._sink_tls._from_ssl, _CIPHERTEXT, len(_CIPHERTEXT))) > 0:
             self._write(_CIPHERTEXT, ciphertext)
         return True
 
     def _write(self, data: Any, size: int) -> None:
-        """Write `size` bytes at `data` (a buffer the next read reuses) to the client: while its transport has
+        """Write `size` bytes at `data` (a buffer the next read reuses) to the sink: while its transport has
         nothing queued, straight from the buffer to the socket (what the transport's write would do first, but
         without copying the bytes out); what the socket does not take goes through the transport, which keeps
         a copy."""
-        transport, sent = self._client.transport, 0
+        transport, sent = self._sink.transport, 0
         if not transport.get_write_buffer_size():
             try:
-                sent = os.write(self._client_socket, _ffi.buffer(data, size))
+                sent = os.write(self._sink_socket, _ffi.buffer(data, size))
             except OSError:  # would block, or the connection failed: the transport's write meets it as usual
                 sent = 0
         if sent < size:
             transport.write(_ffi.buffer(data + sent, size - sent)[:])
 
     def _pause(self) -> None:
-        """Stop reading the upstream until the client's transport has drained."""
+        """Stop reading the source until the sink's transport has drained."""
         self._paused = True
-        self._upstream_transport.pause_reading()
+        self._source_transport.pause_reading()
         self._pending = asyncio.ensure_future(self._resume_when_drained())
 
     async def _resume_when_drained(self) -> None:
         try:
-            await self._client.drain()
+            await self._sink.drain()
         except OSError:
-            self._leave(b"")  # mitmproxy's handler of the client connection meets the same and closes both
+            self._leave(b"")  # mitmproxy's handler of the sink's connection meets the same and closes both
             return
         if self._paused:
             self._paused = False
-            self._upstream_transport.resume_reading()
+            self._source_transport.resume_reading()
 
     def _leave(self, data: bytes) -> None:
-        """Give the upstream transport back to mitmproxy's protocol, starting with `data`."""
-        if self._view is not None and self._source is not None:
-            _stop_reading_in_place(self._source, self._view)
+        """Give the source's transport back to mitmproxy's protocol, starting with `data`."""
+        if self._view is not None and self._source_tls is not None:
+            _stop_reading_in_place(self._source_tls, self._view)
             self._view = None
-        if self._upstream_transport.get_protocol() is self:
-            self._upstream_transport.set_protocol(self._mitmproxy)
+        if self._source_transport.get_protocol() is self:
+            self._source_transport.set_protocol(self._mitmproxy)
         if self._paused:
             self._paused = False
-            self._upstream_transport.resume_reading()
+            self._source_transport.resume_reading()
         if data:
             self._mitmproxy.data_received(data)
 

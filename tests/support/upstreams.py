@@ -22,7 +22,8 @@ Routes served by :func:`default_routes` (used unless a custom handler is given):
   first ``M`` KiB are sent before the connection closes (a body cut short). With ``smuggle=1`` a whole
   second response (:data:`SMUGGLED_RESPONSE`, never asked for) follows the body in the same write.
 - ``POST /upload``: reads the body streamed (Content-Length or chunked) and answers
-  ``{"length": <bytes>, "sha256": <hex>}``.
+  ``{"length": <bytes>, "sha256": <hex>}``. ``pause_ms=N`` sleeps N ms after each 64 KiB read (a slow
+  upstream); ``read_kb=N`` reads N KiB and closes the connection without an answer (an upstream leaving).
 - ``GET /ws`` with a WebSocket handshake (RFC 6455): ``101`` with ``Sec-WebSocket-Accept``, then every text or
   binary message (fragments joined) is echoed in one frame, a ping answered with a pong, a close with the same
   close code, and the connection closed. Unmasked client frames get close ``1002``. Received messages are kept
@@ -679,9 +680,14 @@ async def default_routes(ex: Exchange) -> None:
     elif ex.path == "/upload" and ex.method == "POST":
         digest = hashlib.sha256()
         length = 0
+        pause, read_up_to = float(q.get("pause_ms", "0")) / 1000, int(q.get("read_kb", "-1")) * 1024
         async for data in ex.iter_body():
             digest.update(data)
             length += len(data)
+            if 0 <= read_up_to <= length:  # the connection closes with no answer
+                raise ConnectionAbortedError(f"the upstream leaves after {length} bytes of the body (read_kb)")
+            if pause:
+                await asyncio.sleep(pause)
         await ex.respond_json({"length": length, "sha256": digest.hexdigest()})
     else:
         body = await ex.read_body()

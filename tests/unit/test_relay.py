@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import socket
@@ -515,6 +516,20 @@ def _get(client: Client, path: str, pending: bytearray) -> tuple[bytes, bytes]:
     return head, _read_body(client, pending, length)
 
 
+def _post(client: Client, path: str, body: bytes, pending: bytearray) -> tuple[bytes, bytes]:
+    """One POST of `body` (sent 256 KiB at a time) on the connection: the response's head and body."""
+    client.sendall(f"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+    for start in range(0, len(body), 1 << 18):
+        client.sendall(body[start : start + (1 << 18)])
+    head, length = _read_head(client, pending)
+    return head, _read_body(client, pending, length)
+
+
+def _received(body: bytes) -> dict[str, object]:
+    """What the test upstream's /upload answers for `body`."""
+    return {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
 @dataclass
 class Jail:
     """The run's proxy on loopback with an upstream for allowed.test; a client's connection is served as
@@ -542,7 +557,9 @@ def through_proxy[T](scheme: str, tmp_path: Path, client: Callable[[Jail], T]) -
     upstream = start_https_upstream(test_ca, ["allowed.test"]) if scheme == "https" else start_http_upstream()
     table = FakeDnsTable()
     destination = (str(table.address_for("allowed.test")), port)
-    policy = "version: 1\nallow:\n  - domain: allowed.test\n    ports: [80, 443]\n    paths: [/pattern, /hello]\n"
+    policy = (
+        "version: 1\nallow:\n  - domain: allowed.test\n    ports: [80, 443]\n    paths: [/pattern, /hello, /upload]\n"
+    )
     client_tls = ssl.create_default_context(cadata=ca.cert_pem.decode()) if scheme == "https" else None
 
     async def main() -> T:
@@ -593,6 +610,13 @@ def no_proxy_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 SCHEMES = pytest.mark.parametrize("scheme", ["https", "http"])  # TLS on both sides, or on neither
 LONG = 8000 * 1024
+
+
+def much_of(size: int) -> int:
+    """What the direct path carries of a request body at least: a client that sends faster than the upstream
+    takes lets mitmproxy's reader run a few MiB ahead (bytes it read must go its way) before the direct path
+    can take the socket."""
+    return size // 2
 
 
 def most_of(size: int) -> int:
@@ -783,3 +807,171 @@ def test_a_response_smuggled_after_a_relayed_body_never_reaches_the_client(
     assert sum(relayed_directly) >= most_of(LONG), relayed_directly
     assert hello == b"hello from allowed.test\n"
     assert decisions == [("allow", "/pattern?kb=8000&smuggle=1"), ("allow", "/hello")]
+
+
+# --- the direct path, request bodies ----------------------------------------------------------------------------
+
+
+@SCHEMES
+def test_a_long_upload_takes_the_direct_path_and_the_connection_stays_checked(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """An 8000 KiB request body reaches the upstream byte for byte, most of it by the direct path (client
+    socket to upstream socket); the next requests on the connection are still decided, and a second long
+    upload on it takes the direct path again."""
+    first, second = pattern(LONG), pattern(7000 * 1024)[::-1]
+
+    def client(jail: Jail) -> list[tuple[bytes, bytes]]:
+        with jail.connect() as connection:
+            pending = bytearray()
+            answers = [_post(connection, "/upload", first, pending)]
+            answers += [_get(connection, path, pending) for path in ("/secret", "/hello")]
+            return [*answers, _post(connection, "/upload", second, pending)]
+
+    answers, decisions = through_proxy(scheme, tmp_path, client)
+    (head, answer), (denied_head, _), (_, hello), (_, second_answer) = answers
+    assert head.startswith(b"HTTP/1.1 200") and json.loads(answer) == _received(first)
+    assert json.loads(second_answer) == _received(second)
+    assert sum(relayed_directly) >= much_of(len(first)) + much_of(len(second)), relayed_directly
+    assert denied_head.startswith(b"HTTP/1.1 403") and hello == b"hello from allowed.test\n"
+    assert decisions == [("allow", "/upload"), ("deny", "/secret"), ("allow", "/hello"), ("allow", "/upload")]
+
+
+@SCHEMES
+def test_a_request_pipelined_right_after_a_long_upload_is_decided(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """The client sends its next request in the same write as the end of a long upload (the bytes a relay that
+    overran the body would pass upstream unchecked): that request is decided (denied here) and answered after
+    the upload's answer."""
+    body = pattern(LONG)
+
+    def client(jail: Jail) -> list[tuple[bytes, bytes]]:
+        with jail.connect() as connection:
+            head = f"POST /upload HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            connection.sendall(head + body[: -(1 << 16)])
+            connection.sendall(body[-(1 << 16) :] + b"GET /secret HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+            pending = bytearray()
+            answers = []
+            for _ in range(2):
+                response_head, length = _read_head(connection, pending)
+                answers.append((response_head, _read_body(connection, pending, length)))
+            return answers
+
+    [(_, answer), (denied_head, _)], decisions = through_proxy(scheme, tmp_path, client)
+    assert json.loads(answer) == _received(body)
+    assert sum(relayed_directly) >= much_of(len(body)), relayed_directly
+    assert denied_head.startswith(b"HTTP/1.1 403")
+    assert decisions == [("allow", "/upload"), ("deny", "/secret")]
+
+
+@SCHEMES
+def test_a_slow_upstream_pauses_the_client_and_gets_every_byte(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upstream reading 64 KiB every 2 ms, slower than the client sends 20000 KiB: the direct path stops
+    reading the client while the upstream's transport is full and resumes when it drains."""
+    pauses: list[relay._DirectPath] = []
+    pause = relay._DirectPath._pause
+
+    def counting(self: relay._DirectPath) -> None:
+        pauses.append(self)
+        pause(self)
+
+    monkeypatch.setattr(relay._DirectPath, "_pause", counting)
+    body = pattern(20000 * 1024)
+
+    def client(jail: Jail) -> bytes:
+        with jail.connect() as connection:
+            return _post(connection, "/upload?pause_ms=2", body, bytearray())[1]
+
+    answer, _ = through_proxy(scheme, tmp_path, client)
+    assert json.loads(answer) == _received(body)
+    assert pauses and sum(relayed_directly) >= much_of(len(body))
+
+
+@SCHEMES
+def test_uploads_relayed_at_once_on_two_connections_arrive_intact(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """Two connections send in turns, 256 KiB each, so both direct paths run at once (they share the relay's
+    buffers); the upstream gets each body, byte for byte."""
+    bodies = (pattern(8000 * 1024), pattern(7000 * 1024)[::-1])
+
+    def client(jail: Jail) -> list[bytes]:
+        with jail.connect() as first, jail.connect() as second:
+            connections = (first, second)
+            for connection, body in zip(connections, bodies, strict=True):
+                connection.sendall(
+                    f"POST /upload HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                )
+            for start in range(0, max(map(len, bodies)), 1 << 18):
+                for connection, body in zip(connections, bodies, strict=True):
+                    if start < len(body):
+                        connection.sendall(body[start : start + (1 << 18)])
+            answers = []
+            for connection in connections:
+                pending = bytearray()
+                _, length = _read_head(connection, pending)
+                answers.append(_read_body(connection, pending, length))
+            return answers
+
+    answers, _ = through_proxy(scheme, tmp_path, client)
+    assert [json.loads(answer) for answer in answers] == [_received(body) for body in bodies]
+    assert sum(relayed_directly) >= much_of(len(bodies[0])) + much_of(len(bodies[1]))
+
+
+@SCHEMES
+def test_a_client_that_stops_mid_upload_leaves_the_proxy_serving(
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None
+) -> None:
+    """The client promises 8000 KiB, sends 6000 and goes: the upstream never gets more than was sent (it
+    answers nothing), and the next connection is served."""
+
+    def client(jail: Jail) -> bytes:
+        with jail.connect() as connection:
+            connection.sendall(
+                f"POST /upload HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {LONG}\r\n\r\n".encode()
+            )
+            connection.sendall(pattern(6000 * 1024))
+        with jail.connect() as connection:
+            return _get(connection, "/hello", bytearray())[1]
+
+    hello, decisions = through_proxy(scheme, tmp_path, client)
+    assert hello == b"hello from allowed.test\n"
+    assert 0 < sum(relayed_directly) <= 6000 * 1024
+    assert sorted(decisions) == [("allow", "/hello"), ("allow", "/upload")]  # the upload's line comes at its end
+
+
+@SCHEMES
+def test_an_upstream_that_leaves_mid_upload_ends_the_client_connection(
+    scheme: str, tmp_path: Path, relayed_directly: list[int]
+) -> None:
+    """The upstream reads 3000 KiB of an 8000 KiB upload and closes: the client, which stops sending once
+    the proxy takes no more for 2 s, gets mitmproxy's 502 or a closed connection; the next connection is
+    served."""
+    body = pattern(LONG)
+
+    def client(jail: Jail) -> tuple[bytes, bytes]:
+        with jail.connect() as connection:
+            head = f"POST /upload?read_kb=3000 HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {LONG}\r\n\r\n"
+            connection.settimeout(2)
+            try:
+                connection.sendall(head.encode())
+                for start in range(0, len(body), 1 << 18):
+                    connection.sendall(body[start : start + (1 << 18)])
+            except (ConnectionError, ssl.SSLError, TimeoutError):
+                pass
+            connection.settimeout(30)
+            try:
+                answer = _read_head(connection, bytearray())[0]
+            except (ConnectionError, ssl.SSLError):
+                answer = b""
+        with jail.connect() as connection:
+            return answer, _get(connection, "/hello", bytearray())[1]
+
+    (answer, hello), decisions = through_proxy(scheme, tmp_path, client)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 502"), answer
+    assert hello == b"hello from allowed.test\n"
+    assert 0 < sum(relayed_directly) < LONG  # (what the sockets took: more than the upstream read)
+    assert sorted(decisions) == [("allow", "/hello"), ("allow", "/upload?read_kb=3000")]

@@ -387,6 +387,27 @@ def test_upload_answers_length_and_sha256(https: Upstream, ca_pem: Path, tmp_pat
     assert req.body == data[:MAX_RECORDED_BODY]
 
 
+def test_upload_reads_slowly_when_asked(plain: Upstream) -> None:
+    """POST /upload?pause_ms=N: each 64 KiB read is followed by N ms of sleep (8 reads, 10 ms: >= 80 ms)."""
+    data = pattern(512 * 1024)
+    conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=30)
+    started = time.monotonic()
+    conn.request("POST", "/upload?pause_ms=10", body=data, headers={"Host": "a.test"})
+    answer = json.loads(conn.getresponse().read())
+    assert time.monotonic() - started >= 0.08
+    assert answer == {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    conn.close()
+
+
+def test_upload_leaves_mid_body_when_asked(plain: Upstream) -> None:
+    """POST /upload?read_kb=N: N KiB read, then the connection closes with no answer (without the knob the
+    upstream would wait for the rest of the promised MiB, and the read would time out)."""
+    with socket.create_connection(("127.0.0.1", plain.port), timeout=10) as conn:
+        conn.sendall(b"POST /upload?read_kb=128 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1048576\r\n\r\n")
+        conn.sendall(pattern(128 * 1024))
+        assert conn.recv(100) == b""
+
+
 # ------------------------------------------------------------------------------------- handlers, life cycle
 
 
