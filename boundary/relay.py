@@ -1,4 +1,4 @@
-"""Short paths for the bytes of an already-decided HTTP/1 response body, and larger reads.
+"""Short paths for the bytes of an already-decided HTTP/1 message body, and larger reads.
 
 mitmproxy hands every piece of a streamed response body through its HTTP/1 client layer (a buffer and h11's body
 reader), an HTTP stream and its HTTP/1 server layer before the client-side TLS layer encrypts it: at a 1 GiB
@@ -7,20 +7,21 @@ headers went through the policy and its body streams unchanged to an HTTP/1 clie
 `RelayingHttpLayer` sends the plaintext straight to the client connection (through the same client TLS layer,
 which sits above every HTTP layer) and takes the count off mitmproxy's body reader. It leaves the last byte of a
 sized body to the normal path, so the end of the message, keep-alive and the next request stay mitmproxy's own.
+A request body (an upload) is relayed the same way, from the client's HTTP/1 server layer to the server
+connection's own layers, once the request was allowed and streams to an HTTP/1 server that has not answered.
 
 Only bodies are relayed, and only in the plain case: requests, headers and every other event take mitmproxy's
 path, and so does a body with HTTP/2 on either side, chunked framing, a body modifier, stored bodies or bytes
-already buffered in the reader. When the upstream TLS layer is the HTTP layer's child, the relay decrypts on its
+already buffered in the parser. When the upstream TLS layer is the HTTP layer's child, the relay decrypts on its
 TLS connection itself, at most what the body has left; what remains there is read by the TLS layer as usual.
 
-A long body goes further (`_DirectPath`): past its first read, the upstream socket's reads skip mitmproxy's
-connection handler and layers altogether, from the socket to the client's transport in one call each, until
-a read could hold the body's end. That took the proxy's CPU per GiB from ~4.2 s to ~2 s.
+A long body goes further (`_DirectPath`): past its first read, the reads of the socket it arrives on skip
+mitmproxy's connection handler and layers altogether, from that socket to the other side's transport in one
+call each, until a read could hold the body's end. That took the proxy's CPU per GiB from ~4.2 s to ~2 s.
 
 `read_large`: mitmproxy reads 64 KiB per socket read and each read is one trip through its layers; reading up
 to 1 MiB took a quarter off the proxy's CPU per GiB.
 """
-
 from __future__ import annotations
 
 import asyncio
