@@ -474,6 +474,20 @@ def relayed_directly(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield sizes
 
 
+@pytest.fixture
+def paused_directly(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """The direct paths that paused their source while the sink's transport was full, once per pause."""
+    pauses: list[object] = []
+    pause = relay._DirectPath._pause
+
+    def counting(self: relay._DirectPath) -> None:
+        pauses.append(self)
+        pause(self)
+
+    monkeypatch.setattr(relay._DirectPath, "_pause", counting)
+    yield pauses
+
+
 Client = socket.socket | ssl.SSLSocket
 
 
@@ -686,19 +700,11 @@ def test_a_body_the_upstream_cuts_short_ends_the_client_connection_short(
 
 @SCHEMES
 def test_a_slow_client_pauses_the_upstream_and_gets_every_byte(
-    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None, monkeypatch: pytest.MonkeyPatch
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None, paused_directly: list[object]
 ) -> None:
     """A client reading 64 KiB every 2 ms through a small receive buffer, more than the sockets between can
     hold: the direct path stops reading the upstream while the client's transport is full and resumes when
     it drains."""
-    pauses: list[relay._DirectPath] = []
-    pause = relay._DirectPath._pause
-
-    def counting(self: relay._DirectPath) -> None:
-        pauses.append(self)
-        pause(self)
-
-    monkeypatch.setattr(relay._DirectPath, "_pause", counting)
 
     def client(jail: Jail) -> bytes:
         with jail.connect(receive_buffer=1 << 16) as connection:
@@ -709,7 +715,7 @@ def test_a_slow_client_pauses_the_upstream_and_gets_every_byte(
 
     body, _ = through_proxy(scheme, tmp_path, client)
     assert body == pattern(20000 * 1024)
-    assert pauses and sum(relayed_directly) >= most_of(20000 * 1024)
+    assert paused_directly and sum(relayed_directly) >= most_of(20000 * 1024)
 
 
 @SCHEMES
@@ -867,18 +873,10 @@ def test_a_request_pipelined_right_after_a_long_upload_is_decided(
 
 @SCHEMES
 def test_a_slow_upstream_pauses_the_client_and_gets_every_byte(
-    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None, monkeypatch: pytest.MonkeyPatch
+    scheme: str, tmp_path: Path, relayed_directly: list[int], no_proxy_errors: None, paused_directly: list[object]
 ) -> None:
     """An upstream reading 64 KiB every 2 ms, slower than the client sends 20000 KiB: the direct path stops
     reading the client while the upstream's transport is full and resumes when it drains."""
-    pauses: list[relay._DirectPath] = []
-    pause = relay._DirectPath._pause
-
-    def counting(self: relay._DirectPath) -> None:
-        pauses.append(self)
-        pause(self)
-
-    monkeypatch.setattr(relay._DirectPath, "_pause", counting)
     body = pattern(20000 * 1024)
 
     def client(jail: Jail) -> bytes:
@@ -887,7 +885,7 @@ def test_a_slow_upstream_pauses_the_client_and_gets_every_byte(
 
     answer, _ = through_proxy(scheme, tmp_path, client)
     assert json.loads(answer) == _received(body)
-    assert pauses and sum(relayed_directly) >= much_of(len(body))
+    assert paused_directly and sum(relayed_directly) >= much_of(len(body))
 
 
 @SCHEMES
