@@ -171,6 +171,17 @@ def run_client(argv: Sequence[str], sample: Callable[[int], int] | None = None, 
     return result
 
 
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """End a baseline's process: SIGTERM, and SIGKILL if it has not exited `grace` seconds later (mitmdump,
+    asked to stop right after the 200-connection phase, once sat idle in its event loop for 15 minutes)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for_port(port: int, deadline: float = 30.0) -> None:
     import socket
 
@@ -245,8 +256,7 @@ def bench_mitmdump(args: argparse.Namespace, phase: str, port: int, ca: Path, wo
         cafile = confdir / "mitmproxy-ca-cert.pem"
         return run_client(client_argv(args, phase, *via, "--cafile", str(cafile)), lambda _: proc.pid)
     finally:
-        proc.terminate()
-        proc.wait()
+        stop(proc)
 
 
 def bench_socat(args: argparse.Namespace, phase: str, port: int, ca: Path, work: Path) -> TargetResult:
@@ -266,8 +276,7 @@ def bench_socat(args: argparse.Namespace, phase: str, port: int, ca: Path, work:
         via = ["--via", "direct", "--port", str(relay_port), "--cafile", str(relay_ca)]
         return run_client(client_argv(args, phase, *via))
     finally:
-        proc.terminate()
-        proc.wait()
+        stop(proc)
 
 
 def boundary_argv(policy: Path, port: int, ca: Path, work: Path, command: Sequence[str]) -> list[str]:

@@ -80,6 +80,16 @@ def test_the_tls_relay_carries_the_large_bodies_only(served: tuple[int, Path], t
     assert bench.bench_socat(args, "keepalive", port, ca, tmp_path).phases == {}
 
 
+def test_a_baseline_that_ignores_sigterm_is_killed() -> None:
+    """`stop` does not wait for ever on a process that will not end (the run would hang): SIGKILL after the
+    grace period."""
+    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    proc = subprocess.Popen([venv_python(), "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"\n"  # SIGTERM is ignored from here on
+    bench.stop(proc, grace=0.5)
+    assert proc.returncode == -9
+
+
 def report(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "targets": {
