@@ -22,6 +22,7 @@ call each, until a read could hold the body's end. That took the proxy's CPU per
 `read_large`: mitmproxy reads 64 KiB per socket read and each read is one trip through its layers; reading up
 to 1 MiB took a quarter off the proxy's CPU per GiB.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -154,7 +155,10 @@ class RelayingHttpLayer(HttpLayer):
         """Take the upstream socket's next reads of a long relayable response body past mitmproxy."""
         client_known, client_tls = self._client_tls()
         if client_known:
-            still_relayable = lambda: self._relayable_body(upstream) is reader  # noqa: E731
+
+            def still_relayable() -> bool:
+                return self._relayable_body(upstream) is reader
+
             self._direct(connection, source, self.context.client, client_tls, reader, still_relayable)
 
     def _direct(
