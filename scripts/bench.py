@@ -263,7 +263,10 @@ def bench_socat(args: argparse.Namespace, phase: str, port: int, ca: Path, work:
     """The large-body phases through socat: OpenSSL on both sides of one C process (its own certificate, the
     upstream's verified), no HTTP, no policy. Nothing (an empty result) for other phases or without socat."""
     socat = shutil.which("socat")
-    if phase not in RELAY_PHASES or socat is None:
+    if phase not in RELAY_PHASES:
+        return TargetResult()
+    if socat is None:
+        print("bench: socat is not installed (scripts/setup --with-bench-tools): no TLS relay figures", file=sys.stderr)
         return TargetResult()
     (work / "socat").mkdir(exist_ok=True)
     relay_ca, cert, key = make_certs_for(work / "socat", [NAME])
