@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, cast
 
 from h11._readers import ContentLengthReader, Http10Reader
@@ -78,7 +78,7 @@ class RelayingHttpLayer(HttpLayer):
         rest: events.Event | None = event
         if isinstance(event, events.DataReceived):
             upstream = self.connections.get(event.connection)
-            if event.connection is self.context.client:
+            if type(upstream) is Http1Server:  # the client's side
                 rest = yield from self._relay_request(event)
             elif type(upstream) is HttpClient:
                 rest = yield from self._relay_plaintext(upstream, event)
@@ -94,15 +94,10 @@ class RelayingHttpLayer(HttpLayer):
         reader = self._relayable_body(upstream)
         if reader is None:
             return event
-        data = event.data
-        take = min(len(data), _budget(reader))
-        if take:
-            _count(reader, take)
-            yield commands.SendData(self.context.client, data[:take])
-        if take < len(data):
-            return events.DataReceived(event.connection, data[take:])
-        self._go_direct(event.connection, upstream, reader, None)
-        return None
+        rest = yield from self._take(reader, event, lambda data: [commands.SendData(self.context.client, data)])
+        if rest is None:
+            self._go_direct(event.connection, upstream, reader)
+        return rest
 
     def _relay_ciphertext(
         self, tls_layer: ServerTLSLayer, event: events.DataReceived
@@ -122,7 +117,7 @@ class RelayingHttpLayer(HttpLayer):
         yield from tls_layer.tls_interact()
         if left_in_tls:
             return events.DataReceived(event.connection, b"")
-        self._go_direct(event.connection, upstream, reader, tls_layer.tls)
+        self._go_direct(event.connection, upstream, reader)
         return None
 
     def _relay_request(self, event: events.DataReceived) -> layer.CommandGenerator[events.DataReceived | None]:
@@ -132,48 +127,57 @@ class RelayingHttpLayer(HttpLayer):
         if relayable is None:
             return event
         reader, stream_id, server = relayable
-        data = event.data
-        take = min(len(data), _budget(reader))
-        if take:
-            _count(reader, take)
-            yield from self.event_to_child(self.connections[server], RequestData(stream_id, data[:take]))
-        if take < len(data):
-            return events.DataReceived(event.connection, data[take:])
-        (client_known, client_tls), (server_known, server_tls) = self._client_tls(), self._server_tls(server)
-        if client_known and server_known:
+        rest = yield from self._take(
+            reader, event, lambda data: self.event_to_child(self.connections[server], RequestData(stream_id, data))
+        )
+        if rest is None:
 
             def still_relayable() -> bool:
                 now = self._relayable_request_body()
                 return now is not None and now[0] is reader
 
-            self._direct(event.connection, client_tls, server, server_tls, reader, still_relayable)
-        return None
+            self._direct(server, reader, still_relayable, upload=True)
+        return rest
 
-    def _go_direct(
-        self, connection: Connection, upstream: layer.Layer, reader: _BodyReader, source: SSL.Connection | None
-    ) -> None:
+    def _take(
+        self,
+        reader: _BodyReader,
+        event: events.DataReceived,
+        send: Callable[[bytes], Iterable[commands.Command]],
+    ) -> layer.CommandGenerator[events.DataReceived | None]:
+        """Count off `reader` and `send` on what `event` carries of the body; the event for what lies beyond
+        the body's budget, None if it was all body."""
+        data = event.data
+        take = min(len(data), _budget(reader))
+        if take:
+            _count(reader, take)
+            yield from send(data[:take])
+        return events.DataReceived(event.connection, data[take:]) if take < len(data) else None
+
+    def _go_direct(self, server: Connection, upstream: layer.Layer, reader: _BodyReader) -> None:
         """Take the upstream socket's next reads of a long relayable response body past mitmproxy."""
-        client_known, client_tls = self._client_tls()
-        if client_known:
 
-            def still_relayable() -> bool:
-                return self._relayable_body(upstream) is reader
+        def still_relayable() -> bool:
+            return self._relayable_body(upstream) is reader
 
-            self._direct(connection, source, self.context.client, client_tls, reader, still_relayable)
+        self._direct(server, reader, still_relayable, upload=False)
 
     def _direct(
-        self,
-        source: Connection,
-        source_tls: SSL.Connection | None,
-        sink: Connection,
-        sink_tls: SSL.Connection | None,
-        reader: _BodyReader,
-        still_relayable: Callable[[], bool],
+        self, server: Connection, reader: _BodyReader, still_relayable: Callable[[], bool], upload: bool
     ) -> None:
-        """Take the next reads of `source`'s socket past mitmproxy (see `_DirectPath`) if the body has more
-        than DIRECT_MIN left and both sockets are mitmproxy's own, idle as far as mitmproxy knows."""
+        """Take the next reads of the socket the body arrives on (the client's for an upload, else `server`'s)
+        past mitmproxy (see `_DirectPath`) if the body has more than DIRECT_MIN left and both sockets are
+        mitmproxy's own, idle as far as mitmproxy knows, with nothing but TLS or nothing between them and
+        this layer."""
         if _budget(reader) < DIRECT_MIN:
             return
+        (client_known, client_tls), (server_known, server_tls) = self._client_tls(), self._server_tls(server)
+        if not client_known or not server_known:
+            return
+        client = self.context.client
+        source, source_tls, sink, sink_tls = (
+            (client, client_tls, server, server_tls) if upload else (server, server_tls, client, client_tls)
+        )
         handler = _connection_handler(self.context.client)
         if handler is None:
             return
@@ -309,12 +313,8 @@ class _DirectPath(asyncio.BufferedProtocol):
         sink_tls: SSL.Connection | None,
         sink: asyncio.StreamWriter,
     ) -> None:
-        self._handler, self._source, self._source_transport, self._source_tls = (
-            handler,
-            source,
-            source_transport,
-            source_tls,
-        )
+        self._handler, self._source, self._source_tls = handler, source, source_tls
+        self._source_transport = source_transport
         self._reader, self._still_relayable, self._sink_tls, self._sink = reader, still_relayable, sink_tls, sink
         self._sink_socket = sink.transport.get_extra_info("socket").fileno()
         self._mitmproxy = cast(asyncio.StreamReaderProtocol, source_transport.get_protocol())

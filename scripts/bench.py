@@ -58,6 +58,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from scripts.bench_client import NAME
 from scripts.demo_upstream import make_certs_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,6 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 CLIENT = ROOT / "scripts" / "bench_client.py"
 SRT_CLI = ROOT / ".cache" / "npm-srt" / "node_modules" / "@anthropic-ai" / "sandbox-runtime" / "dist" / "cli.js"
 TARGETS = ("direct", "mitmdump", "boundary", "socat")
-NAME = "bench.test"
 # The phases a TLS relay in C measures: what re-encrypting a large body costs on this machine.
 RELAY_PHASES = ("download", "upload")
 

@@ -530,9 +530,13 @@ def _get(client: Client, path: str, pending: bytearray) -> tuple[bytes, bytes]:
     return head, _read_body(client, pending, length)
 
 
+def _post_head(path: str, length: int) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {length}\r\n\r\n".encode()
+
+
 def _post(client: Client, path: str, body: bytes, pending: bytearray) -> tuple[bytes, bytes]:
     """One POST of `body` (sent 256 KiB at a time) on the connection: the response's head and body."""
-    client.sendall(f"POST {path} HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+    client.sendall(_post_head(path, len(body)))
     for start in range(0, len(body), 1 << 18):
         client.sendall(body[start : start + (1 << 18)])
     head, length = _read_head(client, pending)
@@ -854,8 +858,7 @@ def test_a_request_pipelined_right_after_a_long_upload_is_decided(
 
     def client(jail: Jail) -> list[tuple[bytes, bytes]]:
         with jail.connect() as connection:
-            head = f"POST /upload HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            connection.sendall(head + body[: -(1 << 16)])
+            connection.sendall(_post_head("/upload", len(body)) + body[: -(1 << 16)])
             connection.sendall(body[-(1 << 16) :] + b"GET /secret HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
             pending = bytearray()
             answers = []
@@ -900,9 +903,7 @@ def test_uploads_relayed_at_once_on_two_connections_arrive_intact(
         with jail.connect() as first, jail.connect() as second:
             connections = (first, second)
             for connection, body in zip(connections, bodies, strict=True):
-                connection.sendall(
-                    f"POST /upload HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                )
+                connection.sendall(_post_head("/upload", len(body)))
             for start in range(0, max(map(len, bodies)), 1 << 18):
                 for connection, body in zip(connections, bodies, strict=True):
                     if start < len(body):
@@ -928,9 +929,7 @@ def test_a_client_that_stops_mid_upload_leaves_the_proxy_serving(
 
     def client(jail: Jail) -> bytes:
         with jail.connect() as connection:
-            connection.sendall(
-                f"POST /upload HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {LONG}\r\n\r\n".encode()
-            )
+            connection.sendall(_post_head("/upload", LONG))
             connection.sendall(pattern(6000 * 1024))
         with jail.connect() as connection:
             return _get(connection, "/hello", bytearray())[1]
@@ -952,10 +951,9 @@ def test_an_upstream_that_leaves_mid_upload_ends_the_client_connection(
 
     def client(jail: Jail) -> tuple[bytes, bytes]:
         with jail.connect() as connection:
-            head = f"POST /upload?read_kb=3000 HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: {LONG}\r\n\r\n"
             connection.settimeout(2)
             try:
-                connection.sendall(head.encode())
+                connection.sendall(_post_head("/upload?read_kb=3000", LONG))
                 for start in range(0, len(body), 1 << 18):
                     connection.sendall(body[start : start + (1 << 18)])
             except (ConnectionError, ssl.SSLError, TimeoutError):
