@@ -43,8 +43,9 @@ from mitmproxy import connection, http, tcp
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import layer, server_hooks
 from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
+from mitmproxy.tls import TlsData
 
-from boundary import audit, denial
+from boundary import audit, denial, patches
 from boundary.fakedns import FakeDnsTable
 from boundary.gate import BLOCKED_ADDRESS, is_blocked_address
 from boundary.matcher import REASON_ALLOWED, REASON_INVALID_HOST, Decision, Matcher, Request, deny
@@ -59,6 +60,8 @@ REASON_INTERNAL_ERROR = "internal-error"
 REASON_MALFORMED_HEADER = "malformed-header"
 REASON_PROTOCOL_SWITCH = "protocol-switch"
 REASON_PROTOCOL_ERROR = "protocol-error"
+REASON_INVALID_METHOD = "invalid-method"
+REASON_TLS_ERROR = "tls-error"
 
 _DECISION = "boundary.decision"
 _SCHEME = "boundary.scheme"
@@ -151,16 +154,28 @@ def _host_header_agrees(header: str | None, name: str, port: int) -> bool:
     return _same_host(header_host, name) and header_port in (None, port)
 
 
-def _has_line_break(headers: http.Headers) -> bool:
-    """A header value with CR or LF: an obs-folded line (RFC 9112 §5.2), which a server may read as a header
-    of its own (`X: y\r\n Transfer-Encoding: chunked`)."""
-    return any(b"\r" in value or b"\n" in value for _, value in headers.fields)
+# RFC 9110 5.6.2: a method and a field name are tokens. Anything else is written verbatim into an HTTP/1 head
+# (an h2 `:method` of `GET /admin?` becomes the request line `GET /admin? /ok HTTP/1.1`, a field name `Host `
+# is another field to one server and Host to the next): one request read two ways.
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _bad_field(headers: http.Headers) -> bool:
+    """A field name that is not a token, or a value with CR, LF (an obs-folded line, RFC 9112 §5.2, which a
+    server may read as a field of its own: `X: y\r\n Transfer-Encoding: chunked`) or NUL."""
+    for name, value in headers.fields:
+        if _TOKEN.fullmatch(name) is None or b"\r" in value or b"\n" in value or b"\0" in value:
+            return True
+    return False
 
 
 def _malformed(request: http.Request) -> Decision | None:
-    """A request no server should be sent: folded header lines, or framing mitmproxy itself refuses (it answers
-    400 and closes, but only after this hook has seen the headers)."""
-    if _has_line_break(request.headers):
+    """A request no server should be sent: a method or field name that is not a token, a field value with a
+    line break or NUL, or framing mitmproxy itself refuses (it answers 400 and closes, but only after this hook
+    has seen the headers)."""
+    if _TOKEN.fullmatch(request.data.method) is None:
+        return deny(REASON_INVALID_METHOD)
+    if _bad_field(request.headers):
         return deny(REASON_MALFORMED_HEADER)
     if not _is_multiplexed(request):
         try:
@@ -170,7 +185,7 @@ def _malformed(request: http.Request) -> Decision | None:
     return None
 
 
-_BAD_REQUEST = frozenset({REASON_MALFORMED_HEADER, REASON_PROTOCOL_ERROR})
+_BAD_REQUEST = frozenset({REASON_MALFORMED_HEADER, REASON_PROTOCOL_ERROR, REASON_INVALID_METHOD})
 
 
 def _tokens(value: str) -> list[str]:
@@ -203,6 +218,13 @@ def _is_websocket_switch(flow: http.HTTPFlow) -> bool:
             _tokens(message.headers.get("Upgrade", "")) == ["websocket"] for message in (flow.request, flow.response)
         )
     )
+
+
+def _audited_method(request: http.Request, decision: Decision) -> str:
+    """The method as checked (upper-cased), or as sent when it was refused for not being a token."""
+    if decision.reason == REASON_INVALID_METHOD:
+        return request.data.method.decode("utf-8", "surrogateescape")
+    return request.method
 
 
 @dataclass
@@ -305,6 +327,48 @@ class PolicyAddon:
 
     # --- hooks ---------------------------------------------------------------------------------------------
 
+    def load(self, loader: Any) -> None:
+        """The request-head limits the patched layers read (`boundary.patches`); `start_proxy` sets the
+        policy's."""
+        loader.add_option(
+            patches.OPTION_REQUEST_HEAD, int, patches.DEFAULT_REQUEST_HEAD, "Largest request head (bytes)."
+        )
+        loader.add_option(
+            patches.OPTION_REQUEST_HEADERS, int, patches.DEFAULT_REQUEST_HEADERS, "Most request header fields."
+        )
+
+    def request_refused(self, refused: patches.RequestRefusedHook) -> None:
+        """A request head mitmproxy's layers refused before any HTTP hook: too large, or not understood."""
+        try:
+            name, port, address = self._destination(refused.server)
+            self._write(
+                deny(refused.reason),
+                scheme=_scheme(refused.client),
+                host=name if name is not None else address or None,
+                port=port or None,
+                status=refused.status,
+                error=refused.error,
+            )
+        except Exception:
+            logger.exception("boundary: audit of a refused request failed; closing the connection")
+            refused.client.error = "boundary: audit failed"
+
+    def tls_failed_client(self, data: TlsData) -> None:
+        """The client's TLS handshake failed (a record that is not TLS, a client that does not trust the run's
+        CA, ...): nothing was decided, and nothing went upstream, but the refusal gets its line."""
+        try:
+            server = data.context.server
+            name, port, address = self._destination(server)
+            self._write(
+                deny(REASON_TLS_ERROR),
+                scheme="tls",
+                host=name if name is not None else address or None,
+                port=port or None,
+                error=data.conn.error or "TLS handshake failed",
+            )
+        except Exception:
+            logger.exception("boundary: audit of a failed TLS handshake failed")
+
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         """Note which client connections mitmproxy serves as an explicit proxy (`proxy.JailNextLayer` decides).
         Should this fail, the proxy's own address would count as the destination, which Host never matches."""
@@ -329,8 +393,8 @@ class PolicyAddon:
     @_fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         decision, scheme, host, port = self._http_decision(flow)
-        if decision.allowed:
-            decision = _malformed(flow.request) or decision
+        # A request no server should see is refused as such (400), whatever the policy says of how it reads.
+        decision = _malformed(flow.request) or decision
         flow.metadata[_DECISION] = (decision, host, port)
         flow.metadata[_SCHEME] = scheme
         if decision.reason in _BAD_REQUEST:
@@ -342,6 +406,9 @@ class PolicyAddon:
             self._clearance_of(flow.client_conn).destinations.add((flow.request.host, flow.request.port))
             if decision.path is not None and decision.path != flow.request.path:
                 flow.request.path = decision.path  # forward exactly what was checked
+            method = flow.request.data.method
+            if method != method.upper():
+                flow.request.data.method = method.upper()  # the method checked is the upper-cased one
             flow.request.stream = True
         else:
             self._respond_denied(flow, decision, host, port)
@@ -483,7 +550,7 @@ class PolicyAddon:
         extra = {"error": error} if error else {}
         self._write(
             decision,
-            method=flow.request.method,
+            method=_audited_method(flow.request, decision),
             scheme=flow.metadata.get(_SCHEME) or _scheme(flow.client_conn),
             host=host,
             port=port,

@@ -46,6 +46,7 @@ from mitmproxy.proxy.mode_servers import ServerInstance  # noqa: E402
 from mitmproxy.tls import TlsData  # noqa: E402
 from OpenSSL import SSL  # noqa: E402
 
+from boundary import patches  # noqa: E402
 from boundary.addon import PolicyAddon, proxy_form  # noqa: E402
 from boundary.audit import AuditLog  # noqa: E402
 from boundary.ca import RunCA  # noqa: E402
@@ -73,6 +74,7 @@ def _no_post_init(self: http.MessageData) -> None:
 
 _skip_debug_only_type_checks()
 read_large()
+patches.apply()
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
