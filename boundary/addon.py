@@ -220,6 +220,14 @@ def _is_websocket_switch(flow: http.HTTPFlow) -> bool:
     )
 
 
+# What mitmproxy's own request checks say (`validate_request`), as the reasons of ours that say the same.
+_MITMPROXY_REFUSALS = (("invalid header name", REASON_MALFORMED_HEADER),)
+
+
+def _refusal_reason(message: str) -> str:
+    return next((reason for text, reason in _MITMPROXY_REFUSALS if text in message), REASON_PROTOCOL_ERROR)
+
+
 def _audited_method(request: http.Request, decision: Decision) -> str:
     """The method as checked (upper-cased), or as sent when it was refused for not being a token."""
     if decision.reason == REASON_INVALID_METHOD:
@@ -337,7 +345,7 @@ class PolicyAddon:
             patches.OPTION_REQUEST_HEADERS, int, patches.DEFAULT_REQUEST_HEADERS, "Most request header fields."
         )
 
-    def request_refused(self, refused: patches.RequestRefusedHook) -> None:
+    def request_refused(self, refused: patches.Refusal) -> None:
         """A request head mitmproxy's layers refused before any HTTP hook: too large, or not understood."""
         try:
             name, port, address = self._destination(refused.server)
@@ -393,6 +401,13 @@ class PolicyAddon:
     @_fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         decision, scheme, host, port = self._http_decision(flow)
+        if flow.error is not None:
+            # mitmproxy's own checks refused the head (e.g. Content-Length with Transfer-Encoding) and will
+            # answer 400 itself once this hook returns: the line says so, whatever the policy would have said.
+            flow.metadata[_DECISION] = (deny(_refusal_reason(flow.error.msg)), host, port)
+            flow.metadata[_SCHEME] = scheme
+            self._log_flow(flow, 400, error=flow.error.msg)
+            return
         # A request no server should see is refused as such (400), whatever the policy says of how it reads.
         decision = _malformed(flow.request) or decision
         flow.metadata[_DECISION] = (decision, host, port)
@@ -442,6 +457,9 @@ class PolicyAddon:
                 # The policy allowed the request, but the gate refused the address its name led to: a denial.
                 _, host, port = flow.metadata[_DECISION]
                 flow.metadata[_DECISION] = (deny(BLOCKED_ADDRESS), host, port)
+            elif _DECISION not in flow.metadata:
+                # Refused by mitmproxy before any request hook (e.g. a proxy request naming no host).
+                flow.metadata[_DECISION] = (deny(REASON_PROTOCOL_ERROR), flow.request.host or None, flow.request.port)
             self._log_flow(flow, None, error=message)
         except Exception:
             logger.exception("boundary: audit of a failed flow failed")

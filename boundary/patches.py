@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_REQUEST_HEAD",
     "DEFAULT_REQUEST_HEADERS",
     "REASON_HEAD_TOO_LARGE",
+    "Refusal",
     "RequestRefusedHook",
     "apply",
     "h1_framing",
@@ -70,16 +71,24 @@ _NOT_IN_TRAILERS: Final = frozenset(
 )
 
 
-@dataclass
-class RequestRefusedHook(commands.StartHook):
+@dataclass(frozen=True)
+class Refusal:
     """A request (head) refused inside mitmproxy's layers, before any HTTP hook could see it."""
 
-    name = "request_refused"
     client: connection.Client
     server: connection.Server
     status: int | None  # what the client got; None: the connection was closed without a response
     reason: str
     error: str
+
+
+@dataclass
+class RequestRefusedHook(commands.StartHook):
+    """Tells addons of a `Refusal` (`request_refused(refusal)`); a hook carries one argument, as mitmproxy's
+    connection handler unpacks it."""
+
+    name = "request_refused"
+    refusal: Refusal
 
 
 def h1_framing(headers: http.Headers, end_stream: bool) -> str:
@@ -168,41 +177,49 @@ def _head_size(request: http.Request) -> int:
 
 
 def _refuse(self: Http1Server, status: int, reason: str, error: str) -> layer.CommandGenerator[None]:
+    # The hook (the audit line) before the answer: once the client has it, the run may end at any moment.
+    yield RequestRefusedHook(Refusal(self.context.client, self.context.server, status, reason, error))
     yield commands.SendData(self.conn, _http1.make_error_response(status, error))
     yield commands.CloseConnection(self.conn)
     self.state = self.done
-    yield RequestRefusedHook(self.context.client, self.context.server, status, reason, error)
 
 
 def _read_headers(self: Http1Server, event: events.ConnectionEvent) -> layer.CommandGenerator[None]:
+    """mitmproxy's `read_headers` with the limits, and with a hook for the heads it refuses by itself. Its
+    commands are held back until a request head has been read or the step ends, so that such a hook comes
+    before mitmproxy's 400 (they are never blocking: SendData, CloseConnection, Log, ReceiveHttp)."""
     head_limit, count_limit = _limits(self)
-    original: Generator[commands.Command, Any, None] = _original_read_headers(self, event)
-    sent: Any = None
-    while True:
-        try:
-            command = original.send(sent)
-        except StopIteration:
-            break
-        if isinstance(command, ReceiveHttp) and isinstance(command.event, RequestHeaders):
+    held: list[commands.Command] | None = []
+    for command in _original_read_headers(self, event):
+        if held is not None and isinstance(command, ReceiveHttp) and isinstance(command.event, RequestHeaders):
             request = command.event.request
-            if len(request.headers.fields) > count_limit or _head_size(request) > head_limit:
-                original.close()
-                found = f"{len(request.headers.fields)} header fields, {_head_size(request)} bytes"
+            fields = len(request.headers.fields)
+            if fields > count_limit or _head_size(request) > head_limit:
+                found = f"{fields} header fields, {_head_size(request)} bytes"
                 limit = f"at most {count_limit} fields and {head_limit} bytes"
                 yield from _refuse(self, 431, REASON_HEAD_TOO_LARGE, f"request head too large ({found}; {limit})")
                 return
-        sent = yield command
+            yield from held
+            held = None
+        if held is None:
+            yield command
+        else:
+            held.append(command)
+    if held is None:
+        return
     if self.state == self.read_headers and len(self.buf) > head_limit:
         # No end of head within the limit: nothing more is read or kept.
         self.buf = type(self.buf)()
         yield from _refuse(
             self, 431, REASON_HEAD_TOO_LARGE, f"request head too large (no end within {head_limit} bytes)"
         )
-    elif self.state == self.done and self.request is None and isinstance(event, events.DataReceived):
-        # mitmproxy refused a head it could not parse (it sent 400 and closed) and told no hook.
-        yield RequestRefusedHook(
-            self.context.client, self.context.server, 400, REASON_PROTOCOL_ERROR, "request head not understood"
-        )
+        return
+    if self.state == self.done and self.request is None and isinstance(event, events.DataReceived):
+        # mitmproxy refused a head it could not parse (its 400 is among the held commands) and told no hook.
+        said = [command.message for command in held if isinstance(command, commands.Log)]
+        error = said[0].split(": ", 1)[-1] if said else "request head not understood"  # after "address: "
+        yield RequestRefusedHook(Refusal(self.context.client, self.context.server, 400, REASON_PROTOCOL_ERROR, error))
+    yield from held
 
 
 # --- HTTP/2 -------------------------------------------------------------------------------------------------
@@ -240,9 +257,9 @@ def _bound_header_block(buffer: Any, limit: int) -> None:
 
 
 def _h2_protocol_error(self: Http2Server, message: str, *args: Any, **kwargs: Any) -> layer.CommandGenerator[None]:
-    yield from _original_protocol_error(self, message, *args, **kwargs)
     reason = REASON_HEAD_TOO_LARGE if "header list larger" in message else REASON_PROTOCOL_ERROR
-    yield RequestRefusedHook(self.context.client, self.context.server, None, reason, message)
+    yield RequestRefusedHook(Refusal(self.context.client, self.context.server, None, reason, message))
+    yield from _original_protocol_error(self, message, *args, **kwargs)
 
 
 _PATCHES: Final[tuple[tuple[type, str, Callable[..., Any]], ...]] = (

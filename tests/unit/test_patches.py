@@ -30,7 +30,7 @@ from mitmproxy.proxy.layers.http._http2 import Http2Server
 
 import boundary.proxy  # noqa: F401 - applies the patches, as the proxy does at import
 from boundary import patches
-from boundary.patches import RequestRefusedHook, h1_framing
+from boundary.patches import Refusal, RequestRefusedHook, h1_framing
 
 SMUGGLED = b"DELETE /admin HTTP/1.1\r\nHost: other.test\r\nContent-Length: 0\r\n\r\n"
 
@@ -44,7 +44,7 @@ class Driver:
     request_headers: int = patches.DEFAULT_REQUEST_HEADERS
     to_upstream: bytearray = field(default_factory=bytearray)
     to_client: bytearray = field(default_factory=bytearray)
-    refused: list[RequestRefusedHook] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
     client_closed: bool = False
 
     def __post_init__(self) -> None:
@@ -93,7 +93,7 @@ class Driver:
             assert command.flow.response is not None
             command.flow.response.stream = True
         if isinstance(command, RequestRefusedHook):
-            self.refused.append(command)
+            self.refused.append(command.refusal)
         if isinstance(command, commands.StartHook):
             return [events.HookCompleted(command)]
         assert isinstance(command, (commands.Log, commands.RequestWakeup)), command
@@ -348,6 +348,20 @@ def test_apply_installs_every_patch_once(fresh: None) -> None:
     patches.apply()
     assert (Http1Client.send, Http1Server.read_headers, Http2Server._handle_event, Http2Server.protocol_error) == first
     assert all(getattr(method, "__module__", "") == "boundary.patches" for method in first)
+
+
+def test_the_refusal_hook_carries_one_argument_as_mitmproxy_unpacks_it() -> None:
+    """mitmproxy's connection handler runs a hook as `data, = hook.args()`: a hook of several fields would fail
+    there, in a task nobody awaits, and no audit line would be written."""
+    refusal = Refusal(
+        connection.Client(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2)),
+        connection.Server(address=None),
+        400,
+        "protocol-error",
+        "x",
+    )
+    (data,) = RequestRefusedHook(refusal).args()
+    assert data is refusal
 
 
 def test_mitmproxy_still_has_what_the_patches_wrap() -> None:
