@@ -170,7 +170,8 @@ def run(options: RunOptions) -> int:
     run_id = audit.new_run_id()
     now = datetime.now(UTC)
     log_path = Path(options.log) if options.log else audit.default_log_path(run_id, env, now)
-    log = audit.AuditLog(log_path)
+    # No link on the log's path that the workload could have planted in an earlier run (see audit.LinkTrust).
+    log = audit.AuditLog(log_path, audit.LinkTrust(workload.uid))
     ca = generate_ca(run_id, now)
     rundir = Path(tempfile.mkdtemp(prefix=f"boundary-{run_id}-"))
     try:
@@ -216,13 +217,12 @@ def _run_in(
         bundle_in_jail = str(system_bundle)
     # The logs are the invoker's files, which a workload of the same uid could forge or delete: read-only binds
     # (of the whole per-run directory by default, so earlier runs' logs are safe too).
-    proxy_log = log.path.with_suffix(".proxy.log")
-    try:
-        proxy_log_stream = os.fdopen(audit.open_log_file(proxy_log), "a", encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise BoundaryError(f"cannot open the proxy log '{proxy_log}': {e.strerror or e}") from e
-    logs = [log.path.parent] if options.log is None else [log.path, proxy_log]
-    protected = [BindRequest(str(path), str(path), readonly=True) for path in logs]
+    proxy_log_name = log.path.with_suffix(".proxy.log").name
+    proxy_log_fd = log.open_beside(proxy_log_name, "proxy log")
+    proxy_log_stream = os.fdopen(proxy_log_fd, "a", encoding="utf-8", errors="replace")
+    proxy_log = os.path.join(log.directory, proxy_log_name)
+    logs = [log.directory] if options.log is None else [log.canonical, proxy_log]
+    protected = [BindRequest(path, path, readonly=True) for path in logs]
     take_terminal = _owns_terminal()
     spec = helper.JailSpec(
         argv=options.argv,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -12,7 +13,20 @@ from typing import Any
 
 import pytest
 
-from boundary.audit import AUDIT_FIELDS, AuditLog, default_log_path, format_ts, new_run_id, open_log_file, render
+from boundary.audit import (
+    AUDIT_FIELDS,
+    AuditLog,
+    LinkRefused,
+    LinkTrust,
+    Replaced,
+    default_log_path,
+    format_ts,
+    new_run_id,
+    open_directory,
+    path_names,
+    render,
+    replaced_message,
+)
 from boundary.errors import BoundaryError
 
 TS = datetime(2026, 11, 25, 22, 3, 5, 123456, tzinfo=UTC)
@@ -297,8 +311,275 @@ def test_a_log_path_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "crontab"
     target.write_text("untouched\n")
     (tmp_path / "audit.jsonl").symlink_to(target)
-    with pytest.raises(BoundaryError, match=r"cannot open audit log '.*audit.jsonl'"):
+    with pytest.raises(BoundaryError) as raised:
         AuditLog(tmp_path / "audit.jsonl")
-    with pytest.raises(OSError):
-        open_log_file(tmp_path / "audit.jsonl")
+    path = tmp_path / "audit.jsonl"
+    assert str(raised.value) == (
+        f"cannot open audit log '{path}': '{path}' is a symbolic link, and a log is never opened through one"
+    )
     assert target.read_text() == "untouched\n"
+
+
+@pytest.mark.parametrize("relative", ["sub/..", "sub/../.."])
+def test_a_log_path_that_names_a_directory_is_refused(tmp_path: Path, relative: str) -> None:
+    """`--log DIR/..` names no file: refused before anything is made."""
+    with pytest.raises(BoundaryError, match="names a directory, not a file"):
+        AuditLog(tmp_path / relative)
+    assert not (tmp_path / "sub").exists()
+
+
+# --- the log's place: links on the way ------------------------------------------------------------------------
+
+ROOT_ONLY = stat.S_IFDIR | 0o755
+
+
+@pytest.mark.parametrize(
+    ("workload_uid", "link_uid", "directory_uid", "directory_mode", "refusal"),
+    [
+        pytest.param(1000, 0, 0, ROOT_ONLY, None, id="root-link-in-root-only-directory"),
+        pytest.param(1000, 0, 0, stat.S_IFDIR | 0o700, None, id="root-link-in-private-root-directory"),
+        pytest.param(1000, 1000, 0, ROOT_ONLY, "owned by uid 1000", id="the-invokers-own-link"),
+        pytest.param(65534, 1000, 0, ROOT_ONLY, "owned by uid 1000", id="another-users-link"),
+        pytest.param(1000, 0, 1000, stat.S_IFDIR | 0o755, "in a directory owned by uid 1000", id="users-directory"),
+        pytest.param(
+            1000, 0, 0, stat.S_IFDIR | 0o775, "in a directory that others can write (mode 775)", id="group-writable"
+        ),
+        pytest.param(
+            1000, 0, 0, stat.S_IFDIR | 0o1777, "in a directory that others can write (mode 1777)", id="like-tmp"
+        ),
+        pytest.param(
+            0, 0, 0, ROOT_ONLY, "and the jailed command runs as root, which could have made it", id="root-workload"
+        ),
+    ],
+)
+def test_a_link_is_followed_only_if_the_jailed_command_cannot_have_made_it(
+    workload_uid: int, link_uid: int, directory_uid: int, directory_mode: int, refusal: str | None
+) -> None:
+    """Only root's links in directories only root may write, and never while the command runs as root (it then
+    writes whatever root owns). Rootless, the command runs as the invoker: the invoker's links are not trusted."""
+    assert LinkTrust(workload_uid).refusal(link_uid, directory_uid, directory_mode) == refusal
+
+
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        ("/var/tmp/x", ["var", "tmp", "x"]),
+        ("a//b/./c/", ["a", "b", "c"]),
+        ("../a/..", ["..", "a", ".."]),
+        ("/", []),
+        (".", []),
+    ],
+)
+def test_a_walk_takes_every_name_but_empty_ones_and_dots(path: str, names: list[str]) -> None:
+    """`..` is kept: it is walked physically, from the directory the walk holds."""
+    assert path_names(path) == names
+
+
+def test_a_walk_makes_missing_directories_private_and_names_the_real_place(tmp_path: Path) -> None:
+    """Missing directories are made 0700; the walk's canonical path is the directory's real one."""
+    fd, canonical = open_directory(f"{tmp_path}/a/b/../c", LinkTrust(12345), create=True)
+    try:
+        assert canonical == str(tmp_path.resolve() / "a" / "c")
+        assert os.path.samestat(os.fstat(fd), os.stat(tmp_path / "a" / "c"))
+    finally:
+        os.close(fd)
+    for made in ("a", "a/b", "a/c"):
+        assert stat.S_IMODE((tmp_path / made).stat().st_mode) == 0o700
+
+
+def test_a_walk_without_create_makes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_directory(str(tmp_path / "a" / "b"), LinkTrust(12345))
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_relative_walk_starts_at_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--log logs/audit.jsonl`: from the working directory, whose real path the canonical one starts with."""
+    (tmp_path / "logs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    fd, canonical = open_directory("logs", LinkTrust(12345))
+    os.close(fd)
+    assert canonical == str(tmp_path.resolve() / "logs")
+
+
+def _shared(tmp_path: Path) -> Path:
+    """A directory anyone may write (as a workload's would be): no link in it is trusted, whoever owns it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    return shared
+
+
+def test_a_planted_link_on_the_way_is_refused_naming_it(tmp_path: Path) -> None:
+    """A directory on the way that is a link the command could have made (here: in a directory anyone may
+    write) is refused with the path and the component; nothing is made where it points."""
+    shared = _shared(tmp_path)
+    target = tmp_path / "root-only"
+    target.mkdir(mode=0o700)
+    (shared / "logs").symlink_to(target)
+    path = shared / "logs" / "new" / "audit.jsonl"
+    with pytest.raises(BoundaryError) as raised:
+        AuditLog(path, LinkTrust(12345))
+    message = str(raised.value)
+    assert message.startswith(f"cannot open audit log '{path}': '{shared / 'logs'}' is a symbolic link ")
+    assert "boundary follows a link on a log's path only if the jailed command cannot have made it" in message
+    assert list(target.iterdir()) == []
+
+
+def test_a_planted_link_is_refused_however_far_up_it_is(tmp_path: Path) -> None:
+    """Not only the log's own directory: any component, also one reached through `..`."""
+    shared = _shared(tmp_path)
+    (tmp_path / "elsewhere" / "x").mkdir(parents=True)
+    (shared / "up").symlink_to(tmp_path / "elsewhere" / "x")
+    with pytest.raises(LinkRefused) as raised:
+        open_directory(f"{shared}/up/../x", LinkTrust(12345), create=True)
+    assert raised.value.component == str(shared / "up")
+    assert not (tmp_path / "elsewhere" / "x" / "x").exists()
+
+
+def test_a_link_inside_a_links_target_is_judged_too(tmp_path: Path) -> None:
+    """A trusted link's target is walked like the rest: a planted link further on is still refused."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to own a trusted link")
+    shared = _shared(tmp_path)
+    (shared / "inner").symlink_to(tmp_path)
+    trusted = tmp_path / "trusted"
+    trusted.symlink_to(shared / "inner")  # root's, in a root-only directory
+    tmp_path.chmod(0o755)
+    with pytest.raises(LinkRefused) as raised:
+        open_directory(str(trusted), LinkTrust(12345))
+    assert raised.value.component == str(shared / "inner")
+
+
+def test_roots_link_in_a_root_only_directory_is_followed(tmp_path: Path) -> None:
+    """/var/run -> /run, /home -> /var/home: root made them where only root writes; the walk follows them and
+    names the real place."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to own a trusted link")
+    tmp_path.chmod(0o755)
+    (tmp_path / "real" / "logs").mkdir(parents=True)
+    (tmp_path / "link").symlink_to("real")
+    with AuditLog(tmp_path / "link" / "logs" / "audit.jsonl", LinkTrust(12345)) as log:
+        assert log.directory == str(tmp_path.resolve() / "real" / "logs")
+        assert log.canonical == str(tmp_path.resolve() / "real" / "logs" / "audit.jsonl")
+    assert (tmp_path / "real" / "logs" / "audit.jsonl").exists()
+
+
+@pytest.mark.skipif(not os.path.islink("/var/run"), reason="/var/run is not a link here")
+def test_the_systems_var_run_link_is_followed_unless_the_command_runs_as_root() -> None:
+    """The distribution's own /var/run -> /run (root's, in /var): followed for a command of another user, refused
+    when the command runs as root (it could have made such a link itself)."""
+    fd, canonical = open_directory("/var/run", LinkTrust(65534))
+    os.close(fd)
+    assert canonical == os.path.realpath("/var/run")
+    with pytest.raises(LinkRefused, match="runs as root"):
+        open_directory("/var/run", LinkTrust(0))
+
+
+def test_a_loop_of_links_ends(tmp_path: Path) -> None:
+    """Links that lead to each other end the walk with ELOOP after `MAX_LINKS`."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to own trusted links")
+    tmp_path.chmod(0o755)
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(OSError) as raised:
+        open_directory(str(tmp_path / "a"), LinkTrust(12345))
+    assert raised.value.errno == errno.ELOOP
+
+
+def test_a_file_on_the_way_is_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(NotADirectoryError):
+        open_directory(str(tmp_path / "f" / "x"), LinkTrust(12345))
+
+
+# --- the log's place: kept, and checked at the end -------------------------------------------------------------
+
+
+def test_a_file_opened_beside_the_log_is_in_its_directory(tmp_path: Path) -> None:
+    """The proxy log is opened in the directory the log's walk holds, 0600, and the caller owns it."""
+    with AuditLog(tmp_path / "audit.jsonl") as log:
+        fd = log.open_beside("audit.proxy.log", "proxy log")
+        os.write(fd, b"diagnostics\n")
+        os.close(fd)
+    beside = tmp_path / "audit.proxy.log"
+    assert beside.read_text() == "diagnostics\n"
+    assert stat.S_IMODE(beside.stat().st_mode) == 0o600
+
+
+def test_a_file_beside_that_is_a_link_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "audit.proxy.log").symlink_to(tmp_path / "elsewhere")
+    with AuditLog(tmp_path / "audit.jsonl") as log, pytest.raises(BoundaryError) as raised:
+        log.open_beside("audit.proxy.log", "proxy log")
+    assert str(raised.value).startswith(f"cannot open the proxy log '{tmp_path / 'audit.proxy.log'}': ")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_log_left_in_place_is_not_replaced(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "logs" / "audit.jsonl") as log:
+        os.close(log.open_beside("audit.proxy.log", "proxy log"))
+        log.write("line")
+        assert log.replaced() == []
+
+
+def test_a_log_whose_directory_was_renamed_and_remade_is_replaced(tmp_path: Path) -> None:
+    """The attack: rename the log's directory away, make a new one with a forged log at the same path. The
+    path no longer leads to the file the run wrote, and the report says where that file is now."""
+    logs = tmp_path / "logs"
+    with AuditLog(logs / "audit.jsonl") as log:
+        os.close(log.open_beside("audit.proxy.log", "proxy log"))
+        log.write("real")
+        logs.rename(tmp_path / "logs.old")
+        logs.mkdir()
+        (logs / "audit.jsonl").write_text("forged\n")
+        (logs / "audit.proxy.log").write_text("forged\n")
+        assert log.replaced() == [
+            Replaced("audit log", logs / "audit.jsonl", str(tmp_path.resolve() / "logs.old" / "audit.jsonl")),
+            Replaced("proxy log", logs / "audit.proxy.log", str(tmp_path.resolve() / "logs.old" / "audit.proxy.log")),
+        ]
+
+
+def test_a_log_that_was_removed_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        path.unlink()
+        [found] = log.replaced()
+    assert found.path == path and found.now == f"{path.resolve()} (deleted)"
+
+
+def test_a_log_whose_directory_became_a_planted_link_is_replaced(tmp_path: Path) -> None:
+    """A link now on the way, even to the very same file, is not the path the run was given."""
+    shared = _shared(tmp_path)
+    (shared / "real").mkdir()
+    with AuditLog(shared / "logs" / "audit.jsonl", LinkTrust(12345)) as log:
+        (shared / "logs").rename(shared / "real" / "logs")
+        (shared / "logs").symlink_to(shared / "real" / "logs")
+        assert [found.what for found in log.replaced()] == ["audit log"]
+
+
+def test_only_the_replaced_file_is_reported(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "audit.jsonl") as log:
+        os.close(log.open_beside("audit.proxy.log", "proxy log"))
+        (tmp_path / "audit.proxy.log").rename(tmp_path / "moved.log")
+        assert [found.what for found in log.replaced()] == ["proxy log"]
+
+
+def test_replaced_after_close_raises(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.close()
+    with pytest.raises(BoundaryError, match="closed"):
+        log.replaced()
+
+
+def test_the_replaced_message_says_what_where_and_how_the_command_ended() -> None:
+    replaced = [
+        Replaced("audit log", Path("/w/logs/audit.jsonl"), "/w/logs.old/audit.jsonl"),
+        Replaced("proxy log", Path("/w/logs/audit.proxy.log"), None),
+    ]
+    assert replaced_message(replaced, 0) == (
+        "audit log '/w/logs/audit.jsonl' was replaced during the run; the run's log is not at that path: the file"
+        " it wrote is now '/w/logs.old/audit.jsonl'; proxy log '/w/logs/audit.proxy.log' was replaced during the"
+        " run; the run's log is not at that path: the file it wrote is gone (the command exited with 0)"
+    )
+    assert replaced_message(replaced[:1], None).endswith("'/w/logs.old/audit.jsonl'")
