@@ -216,7 +216,8 @@ def _run_in(
         binds.append(BindRequest(str(bundle), str(system_bundle)))
         bundle_in_jail = str(system_bundle)
     # The logs are the invoker's files, which a workload of the same uid could forge or delete: read-only binds
-    # (of the whole per-run directory by default, so earlier runs' logs are safe too).
+    # (of the whole per-run directory by default, so earlier runs' logs are safe too). And their place must hold:
+    # every directory on the way is pinned (a mount point, which nothing in the jail can rename or remove).
     proxy_log_name = log.path.with_suffix(".proxy.log").name
     proxy_log_fd = log.open_beside(proxy_log_name, "proxy log")
     proxy_log_stream = os.fdopen(proxy_log_fd, "a", encoding="utf-8", errors="replace")
@@ -238,6 +239,7 @@ def _run_in(
             [*binds, *user_binds, *protected],
             workload,
             sockets=mounts.home_sockets(workload.home or env.get("HOME")),
+            pinned=[log.canonical],
         ),
         take_terminal=take_terminal,
     )

@@ -27,6 +27,7 @@ from boundary.jail.plan import (
     MakeFile,
     Mask,
     MountAction,
+    Pin,
 )
 
 # statvfs flags -> mount flags. A rootless read-only remount must repeat the flags the kernel locked on the
@@ -94,6 +95,13 @@ def _open_source(path: str) -> int:  # pragma: no cover - runs in the helper
 
 def _apply_one(action: MountAction, sources: dict[str, int]) -> None:  # pragma: no cover - runs in the helper
     match action:
+        case Pin(path):
+            # By path: this comes first, so the jail still sees exactly the host here (canonical, no link).
+            try:
+                syscalls.mount(path, path, None, syscalls.MS_BIND | syscalls.MS_REC)
+            except OSError as e:
+                reason = os.strerror(e.errno) if e.errno else str(e)
+                raise JailError(f"cannot pin '{path}' in the jail (to keep the audit log's place): {reason}") from e
         case FreshMount(target, fstype, options, readonly):
             flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | (syscalls.MS_RDONLY if readonly else 0)
             syscalls.mount(fstype, target, fstype, flags, options or None)

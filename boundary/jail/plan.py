@@ -164,8 +164,16 @@ def workload_env(base: Mapping[str, str], bundle_path: str, workload: Identity, 
 # Every path in the plan is canonical (symlinks resolved by the caller's lookup), so a symlinked tree
 # (/var/run -> /run) is covered once, at its real place, and a mount never follows a link somewhere else.
 #
-# Order: binds whose target lies outside every hidden tree, then the tmpfs covers (outer first), then the
-# binds inside them (outer first), each after the directories or file it needs as a mount point.
+# Order: the pins (below), binds whose target lies outside every hidden tree, then the tmpfs covers (outer
+# first), then the binds inside them (outer first), each after the directories or file it needs as a mount point.
+#
+# Pins keep a path's place: a directory that is a mount point in the caller's mount namespace can be neither
+# renamed nor removed (rename and rmdir fail with EBUSY; the kernel asks whether the *dentry* is a mount point
+# there, so a pin still counts when a later tmpfs covers it, and whatever path the workload takes to it). Every
+# directory on the way to the audit log is bound on itself, read-write and recursively, before anything else:
+# a workload that may write a log's parent directory could otherwise rename the log's directory (or any above)
+# away and make a new one holding a forged log at the same path. (A read-only bind of the log's directory would
+# stop renames inside it, not of it, and would make a project that holds its log read-only.)
 
 # (tree, mode of the empty tmpfs). `$XDG_RUNTIME_DIR` and `$TMPDIR` are added per run, owned by the workload,
 # mode 0700.
@@ -241,13 +249,21 @@ class Bind:
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """Bind host directory `path` on itself (recursively, read-write, before any other mount): from then on nothing
+    in the jail can rename or remove it (EBUSY), and nothing else about it changes."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class Mask:
     """Hide one host socket outside the hidden trees: /dev/null bound over it (skipped if it is gone by then)."""
 
     target: str
 
 
-MountAction = FreshMount | MakeDir | MakeFile | Bind | Mask
+MountAction = Pin | FreshMount | MakeDir | MakeFile | Bind | Mask
 
 # Where sockets that lead out of the jail live outside /tmp and /run: under the home, found at start (depth
 # limited). SSH ControlMaster connections (a shell on remote hosts), Docker Desktop / Colima / Rancher / OrbStack
@@ -323,6 +339,15 @@ def _hidden_trees(lookup: Lookup, env: Mapping[str, str], cwd: str, workload: Id
     return sorted(trees.values(), key=lambda mount: _depth(mount.target))
 
 
+def _pins(lookup: Lookup, paths: Sequence[str]) -> list[Pin]:
+    """A pin for each directory strictly between `/` and each path (canonical), outer first, each once."""
+    directories: dict[str, None] = {}
+    for path in paths:
+        for directory in _ancestors_below(lookup(path).canonical, "/"):
+            directories.setdefault(directory)
+    return [Pin(directory) for directory in sorted(directories, key=_depth)]
+
+
 def _resolve_bind(lookup: Lookup, request: BindRequest) -> tuple[Bind, PathKind]:
     source = lookup(request.source)
     if source.kind == "missing":
@@ -337,12 +362,15 @@ def mount_plan(
     binds: Sequence[BindRequest],
     workload: Identity,
     sockets: Sequence[str] = (),
+    pinned: Sequence[str] = (),
 ) -> tuple[MountAction, ...]:
     """Every mount the jail needs, in order (see the section comment above).
 
     `cwd` is bound back read-write when it lies strictly inside a hidden tree and no bind already shows it: a
-    project under /tmp stays usable. A working directory that *is* a hidden tree starts empty.
+    project under /tmp stays usable. A working directory that *is* a hidden tree starts empty. Every directory
+    on the way to a path in `pinned` (below `/`, canonical) is pinned first.
     """
+    pins = _pins(lookup, pinned)
     resolved = [_resolve_bind(lookup, request) for request in binds]
     # `--bind /tmp` asks to see the host's /tmp: that tree is simply not covered. (Binding it back over the
     # tmpfs would not work either: the source, opened before, is the dentry the tmpfs is then mounted on, and a
@@ -363,7 +391,7 @@ def mount_plan(
         inside = [root for root in roots if _inside(path, root)]
         return max(inside, key=_depth) if inside else None
 
-    actions: list[MountAction] = [FreshMount(SYSFS, "sysfs", readonly=True)]
+    actions: list[MountAction] = [*pins, FreshMount(SYSFS, "sysfs", readonly=True)]
     actions += [bind for bind, _kind in resolved if hidden_root(bind.target) is None]
     made = set(roots)
     bound: list[str] = []  # targets already bound inside hidden trees: what lies below them exists

@@ -1,7 +1,7 @@
 """Start one jail with `boundary.jail.helper` alone (no proxy, no DNS server) and play their parts crudely.
 
     python tests/integration/jail/driver.py [--bind SRC=TARGET]... [--ro-bind SRC=TARGET]... [--ruleset FILE]
-                                            [--cwd DIR] [--rundir-parent DIR] -- COMMAND...
+                                            [--cwd DIR] [--rundir-parent DIR] [--pin PATH]... -- COMMAND...
     python -m tests.integration.jail.driver [...] -- COMMAND...          (from the repo root; same thing)
 
 The driver builds a `JailSpec` the way `boundary.session` does (identity = the current uid/gid, the plan's
@@ -171,6 +171,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rundir-parent", default=None, help="where the rundir goes (default: /var/tmp)")
     parser.add_argument("--ruleset", type=Path, help="apply this nft ruleset instead of the plan's")
     parser.add_argument("--cwd", default=None, help="the workload's working directory (default: ours)")
+    parser.add_argument("--pin", action="append", default=[], metavar="PATH", help="pin every directory on the way")
     parser.add_argument("command", nargs="+")
     return parser.parse_args(argv)
 
@@ -201,7 +202,7 @@ def main(argv: list[str]) -> int:
         binds += [BindRequest(str(path), str(path), True) for path in hidden_checkout()]
         cwd = args.cwd or os.getcwd()
         try:
-            mounts = mount_plan(host_path, os.environ, cwd, binds, identity)
+            mounts = mount_plan(host_path, os.environ, cwd, binds, identity, pinned=args.pin)
         except UsageError as e:
             event(kind="plan-error", message=str(e))
             return 125

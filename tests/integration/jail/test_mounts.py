@@ -224,3 +224,48 @@ def test_binding_a_whole_hidden_tree_shows_the_hosts(jail: JailRunner, tmp_dir: 
     assert run.stdout == f"{tmp_dir}\n", run.describe()
     assert "Read-only file system" in run.stderr
     assert not (tmp_dir / "new").exists()
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory outside the hidden trees that the workload may write in both modes (mode 0777)."""
+    path = make_user_dir("boundary-it-pin-")
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+RENAMES = """\
+require_jail
+try() {{ name=$1; shift; if err=$("$@" 2>&1); then echo "$name=ok"; else echo "$name=$err"; fi; }}
+try logs mv {d}/w/logs {d}/w/logs.old
+try parent mv {d}/w {d}/w.old
+try rmdir rmdir {d}/w/logs/empty {d}/w/logs
+try inside sh -c 'echo made > {d}/w/logs/new && mv {d}/w/logs/new {d}/w/logs/renamed'
+try nested unshare -Urm sh -c 'umount -l {d}/w/logs 2>/dev/null; umount -l {d}/w 2>/dev/null; mv {d}/w/logs {d}/w/x'
+"""
+
+
+def test_pinned_directories_cannot_be_renamed_or_removed_but_stay_writable(
+    jail: JailRunner, rootless: bool, open_dir: Path
+) -> None:
+    """Every directory on the way to a pinned path is a mount point in the jail: renaming or removing the log's
+    directory, or its parent, fails with EBUSY (rootless also from a nested user namespace, where the pins are
+    locked; root's workload cannot make one), while what lies inside stays the workload's to write and rename.
+    The control run without pins renames both."""
+    logs = open_dir / "w" / "logs"
+    (logs / "empty").mkdir(parents=True)
+    for directory in (open_dir / "w", logs, logs / "empty"):
+        directory.chmod(0o777)
+    script = RENAMES.format(d=open_dir)
+    run = jail.shell(script, ["--pin", str(logs / "audit.jsonl")])
+    for name in ("logs", "parent", "rmdir", *(["nested"] if rootless else [])):
+        assert "Device or resource busy" in run.value(name), run.describe()
+    assert run.value("nested") != "ok"
+    assert run.value("inside") == "ok"
+    assert (logs / "renamed").read_text() == "made\n"
+    assert logs.is_dir()
+
+    control = jail.shell(script)
+    assert (control.value("logs"), control.value("parent")) == ("ok", "ok"), control.describe()
+    assert (open_dir / "w.old" / "logs.old").is_dir()

@@ -342,3 +342,56 @@ def test_host_sockets_outside_the_hidden_trees_are_masked_last() -> None:
     assert actions[-1] == plan.Mask("/home/me/.ssh/cm")
     assert plan.Mask("/tmp/x.sock") not in actions
     assert actions.index(plan.Bind("/home/me/.ssh", "/home/me/.ssh")) < actions.index(plan.Mask("/home/me/.ssh/cm"))
+
+
+# --- pins: the audit log's place -------------------------------------------------------------------------------
+
+
+def test_every_directory_on_the_way_to_a_pinned_path_is_pinned_first_outer_first() -> None:
+    """`--log /var/tmp/w/logs/audit.jsonl`: /var, /var/tmp, /var/tmp/w and /var/tmp/w/logs become mount points
+    before anything else is mounted, so none can be renamed away from inside (not /, which nothing renames)."""
+    lookup = host("/tmp", "/var/tmp/w/logs", files=("/var/tmp/w/logs/audit.jsonl",))
+    log = plan.BindRequest("/var/tmp/w/logs/audit.jsonl", "/var/tmp/w/logs/audit.jsonl", readonly=True)
+    actions = plan.mount_plan(lookup, {}, "/", [log], ME, pinned=["/var/tmp/w/logs/audit.jsonl"])
+    assert actions == (
+        plan.Pin("/var"),
+        plan.Pin("/var/tmp"),
+        plan.Pin("/var/tmp/w"),
+        plan.Pin("/var/tmp/w/logs"),
+        SYSFS,
+        plan.Bind("/var/tmp/w/logs/audit.jsonl", "/var/tmp/w/logs/audit.jsonl", readonly=True),
+        TMPFS_TMP,
+    )
+
+
+def test_pins_follow_links_to_the_real_place_and_come_once_each() -> None:
+    """A path through a link is pinned where it really is; directories shared by two paths are pinned once."""
+    lookup = host("/home/me", links={"/h": "/home"})
+    actions = plan.mount_plan(lookup, {}, "/", [], ME, pinned=["/h/me/a.jsonl", "/home/me/a.proxy.log"])
+    assert [action for action in actions if isinstance(action, plan.Pin)] == [
+        plan.Pin("/home"),
+        plan.Pin("/home/me"),
+    ]
+
+
+def test_a_log_at_the_top_needs_no_pin() -> None:
+    assert plan.mount_plan(host(), {}, "/", [], ME, pinned=["/audit.jsonl"]) == (SYSFS,)
+
+
+def test_pins_under_a_hidden_tree_come_before_its_cover_and_leave_the_working_directory_read_write() -> None:
+    """`cd /tmp/proj && boundary run --log audit.jsonl`: the host's /tmp and /tmp/proj are pinned before /tmp is
+    covered (a pin under a cover still counts); the project is still bound back read-write, the log read-only
+    on top. No pin is a bind: none makes anything read-only, none shows a hidden tree."""
+    lookup = host("/tmp", "/tmp/proj", files=("/tmp/proj/audit.jsonl",))
+    log = plan.BindRequest("/tmp/proj/audit.jsonl", "/tmp/proj/audit.jsonl", readonly=True)
+    actions = plan.mount_plan(lookup, {}, "/tmp/proj", [log], ME, pinned=["/tmp/proj/audit.jsonl"])
+    assert actions == (
+        plan.Pin("/tmp"),
+        plan.Pin("/tmp/proj"),
+        SYSFS,
+        TMPFS_TMP,
+        plan.MakeDir("/tmp/proj"),
+        plan.Bind("/tmp/proj", "/tmp/proj"),
+        plan.Bind("/tmp/proj/audit.jsonl", "/tmp/proj/audit.jsonl", readonly=True),
+    )
+    assert plan.hidden_tree_of(actions, "/tmp/other") == "/tmp"
