@@ -24,7 +24,7 @@ from typing import TextIO
 
 from boundary import audit
 from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca, join_pem
-from boundary.errors import BoundaryError, UsageError
+from boundary.errors import BoundaryError, LogReplaced, UsageError
 from boundary.jail import helper, mounts
 from boundary.jail.plan import (
     HOSTS,
@@ -174,13 +174,20 @@ def run(options: RunOptions) -> int:
     log = audit.AuditLog(log_path, audit.LinkTrust(workload.uid))
     ca = generate_ca(run_id, now)
     rundir = Path(tempfile.mkdtemp(prefix=f"boundary-{run_id}-"))
+    code: int | None = None
     try:
-        return _run_in(
+        code = _run_in(
             rundir, options, env, matcher, overrides, extra_cas, invoker, workload, user_binds, run_id, log, ca
         )
+        return code
     finally:
+        # The jail is gone by now. Its mounts kept the log's place from inside; whatever else took it must not
+        # leave the operator reading another file at the path boundary named: that outranks any other outcome.
+        replaced = log.replaced()
         log.close()
         shutil.rmtree(rundir, ignore_errors=True)
+        if replaced:
+            raise LogReplaced(audit.replaced_message(replaced, code))
         if not options.log:
             print(f"boundary: audit log: {log_path}", file=sys.stderr)
 
