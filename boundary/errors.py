@@ -24,7 +24,3 @@ class ProxyError(BoundaryError):
 
 class JailError(BoundaryError):
     """The jail could not be set up; nothing was started."""
-
-
-class LogReplaced(BoundaryError):
-    """A log's path no longer leads to the file the run wrote: the run's record is not where it was asked to be."""

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from boundary import audit
 from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca, join_pem
-from boundary.errors import BoundaryError, LogReplaced, UsageError
+from boundary.errors import BoundaryError, UsageError
 from boundary.jail import helper, mounts
 from boundary.jail.plan import (
     HOSTS,
@@ -187,7 +187,7 @@ def run(options: RunOptions) -> int:
         log.close()
         shutil.rmtree(rundir, ignore_errors=True)
         if replaced:
-            raise LogReplaced(audit.replaced_message(replaced, code))
+            raise BoundaryError(audit.replaced_message(replaced, code))
         if not options.log:
             print(f"boundary: audit log: {log_path}", file=sys.stderr)
 
