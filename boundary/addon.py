@@ -457,9 +457,6 @@ class PolicyAddon:
                 # The policy allowed the request, but the gate refused the address its name led to: a denial.
                 _, host, port = flow.metadata[_DECISION]
                 flow.metadata[_DECISION] = (deny(BLOCKED_ADDRESS), host, port)
-            elif _DECISION not in flow.metadata:
-                # Refused by mitmproxy before any request hook (e.g. a proxy request naming no host).
-                flow.metadata[_DECISION] = (deny(REASON_PROTOCOL_ERROR), flow.request.host or None, flow.request.port)
             self._log_flow(flow, None, error=message)
         except Exception:
             logger.exception("boundary: audit of a failed flow failed")

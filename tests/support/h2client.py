@@ -83,10 +83,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                 elif isinstance(event, h2.events.StreamEnded):
                     open_streams.discard(event.stream_id)
                 elif isinstance(event, h2.events.StreamReset):
-                    results[event.stream_id]["reset"] = int(event.error_code)
+                    results[event.stream_id]["reset"] = int(event.error_code or 0)
                     open_streams.discard(event.stream_id)
                 elif isinstance(event, h2.events.ConnectionTerminated):
-                    end = f"goaway {int(event.error_code)}"
+                    end = f"goaway {int(event.error_code or 0)}"
                     open_streams.clear()
             sock.sendall(conn.data_to_send())
         else:
