@@ -37,7 +37,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
 
 from mitmproxy import connection, http, tcp
 from mitmproxy.net.http import http1
@@ -49,7 +50,13 @@ from boundary import audit, denial, patches
 from boundary.fakedns import FakeDnsTable
 from boundary.gate import BLOCKED_ADDRESS, is_blocked_address
 from boundary.matcher import REASON_ALLOWED, REASON_INVALID_HOST, Decision, Matcher, Request, deny
-from boundary.policy import is_ip_literal, normalize_host
+from boundary.policy import (
+    DEFAULT_REQUEST_HEAD,
+    DEFAULT_REQUEST_HEADERS,
+    TOKEN_BYTES,
+    is_ip_literal,
+    normalize_host,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,26 +161,21 @@ def _host_header_agrees(header: str | None, name: str, port: int) -> bool:
     return _same_host(header_host, name) and header_port in (None, port)
 
 
-# RFC 9110 5.6.2: a method and a field name are tokens. Anything else is written verbatim into an HTTP/1 head
-# (an h2 `:method` of `GET /admin?` becomes the request line `GET /admin? /ok HTTP/1.1`, a field name `Host `
-# is another field to one server and Host to the next): one request read two ways.
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
 def _bad_field(headers: http.Headers) -> bool:
     """A field name that is not a token, or a value with CR, LF (an obs-folded line, RFC 9112 §5.2, which a
     server may read as a field of its own: `X: y\r\n Transfer-Encoding: chunked`) or NUL."""
     for name, value in headers.fields:
-        if _TOKEN.fullmatch(name) is None or b"\r" in value or b"\n" in value or b"\0" in value:
+        if TOKEN_BYTES.fullmatch(name) is None or b"\r" in value or b"\n" in value or b"\0" in value:
             return True
     return False
 
 
-def _malformed(request: http.Request) -> Decision | None:
+def _malformed(request: http.Request, most_fields: int) -> Decision | None:
     """A request no server should be sent: a method or field name that is not a token, a field value with a
-    line break or NUL, or framing mitmproxy itself refuses (it answers 400 and closes, but only after this hook
-    has seen the headers)."""
-    if _TOKEN.fullmatch(request.data.method) is None:
+    line break or NUL, framing mitmproxy itself refuses (it answers 400 and closes, but only after this hook
+    has seen the headers), or an HTTP/2 header list with more fields than the policy's limit (the HTTP/1
+    server layer counts its own before any hook; HPACK only counts bytes)."""
+    if TOKEN_BYTES.fullmatch(request.data.method) is None:
         return deny(REASON_INVALID_METHOD)
     if _bad_field(request.headers):
         return deny(REASON_MALFORMED_HEADER)
@@ -182,10 +184,20 @@ def _malformed(request: http.Request) -> Decision | None:
             http1.expected_http_body_size(request)
         except ValueError:
             return deny(REASON_PROTOCOL_ERROR)
+    elif len(request.headers.fields) > most_fields:
+        return deny(patches.REASON_HEAD_TOO_LARGE)
     return None
 
 
-_BAD_REQUEST = frozenset({REASON_MALFORMED_HEADER, REASON_PROTOCOL_ERROR, REASON_INVALID_METHOD})
+# What a request refused before the policy is answered with.
+_BAD_REQUEST_STATUS: Final = MappingProxyType(
+    {
+        REASON_MALFORMED_HEADER: 400,
+        REASON_PROTOCOL_ERROR: 400,
+        REASON_INVALID_METHOD: 400,
+        patches.REASON_HEAD_TOO_LARGE: 431,
+    }
+)
 
 
 def _tokens(value: str) -> list[str]:
@@ -338,12 +350,8 @@ class PolicyAddon:
     def load(self, loader: Any) -> None:
         """The request-head limits the patched layers read (`boundary.patches`); `start_proxy` sets the
         policy's."""
-        loader.add_option(
-            patches.OPTION_REQUEST_HEAD, int, patches.DEFAULT_REQUEST_HEAD, "Largest request head (bytes)."
-        )
-        loader.add_option(
-            patches.OPTION_REQUEST_HEADERS, int, patches.DEFAULT_REQUEST_HEADERS, "Most request header fields."
-        )
+        loader.add_option(patches.OPTION_REQUEST_HEAD, int, DEFAULT_REQUEST_HEAD, "Largest request head (bytes).")
+        loader.add_option(patches.OPTION_REQUEST_HEADERS, int, DEFAULT_REQUEST_HEADERS, "Most request header fields.")
 
     def request_refused(self, refused: patches.Refusal) -> None:
         """A request head mitmproxy's layers refused before any HTTP hook: too large, or not understood."""
@@ -409,11 +417,11 @@ class PolicyAddon:
             self._log_flow(flow, 400, error=flow.error.msg)
             return
         # A request no server should see is refused as such (400), whatever the policy says of how it reads.
-        decision = _malformed(flow.request) or decision
+        decision = _malformed(flow.request, self.matcher.policy.limits.request_headers) or decision
         flow.metadata[_DECISION] = (decision, host, port)
         flow.metadata[_SCHEME] = scheme
-        if decision.reason in _BAD_REQUEST:
-            self._respond_denied(flow, decision, host, port, status=400)
+        if decision.reason in _BAD_REQUEST_STATUS:
+            self._respond_denied(flow, decision, host, port, status=_BAD_REQUEST_STATUS[decision.reason])
         elif decision.allowed:
             assert host is not None
             self._forward_as_checked(flow, host, port)

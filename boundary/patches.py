@@ -24,7 +24,6 @@ tests/unit/test_patches.py fails loudly when an upgrade of mitmproxy removes wha
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -43,11 +42,11 @@ from mitmproxy.proxy.layers.http._events import (
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
+from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS, TOKEN_BYTES
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_REQUEST_HEAD",
-    "DEFAULT_REQUEST_HEADERS",
     "REASON_HEAD_TOO_LARGE",
     "Refusal",
     "RequestRefusedHook",
@@ -55,8 +54,6 @@ __all__ = [
     "h1_framing",
 ]
 
-DEFAULT_REQUEST_HEAD: Final = 65536
-DEFAULT_REQUEST_HEADERS: Final = 256
 # mitmproxy options the policy addon declares; the patched layers read them from their context.
 OPTION_REQUEST_HEAD: Final = "boundary_request_head"
 OPTION_REQUEST_HEADERS: Final = "boundary_request_headers"
@@ -64,7 +61,6 @@ OPTION_REQUEST_HEADERS: Final = "boundary_request_headers"
 REASON_HEAD_TOO_LARGE: Final = "request-head-too-large"
 REASON_PROTOCOL_ERROR: Final = "protocol-error"
 
-_TOKEN: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Framing and routing fields have no place in trailers (RFC 9110 6.5.1); a server must not act on them.
 _NOT_IN_TRAILERS: Final = frozenset(
     {b"content-length", b"transfer-encoding", b"host", b"connection", b"te", b"trailer", b"upgrade"}
@@ -116,7 +112,7 @@ def _framed_request(request: http.Request, framing: str) -> http.Request:
 def _trailer_section(trailers: http.Headers) -> bytes:
     lines = []
     for name, value in trailers.fields:
-        if not _TOKEN.fullmatch(name) or any(c in value for c in b"\r\n\0") or name.lower() in _NOT_IN_TRAILERS:
+        if not TOKEN_BYTES.fullmatch(name) or any(c in value for c in b"\r\n\0") or name.lower() in _NOT_IN_TRAILERS:
             logger.warning("boundary: dropped request trailer %r", name)
             continue
         lines.append(name + b": " + value + b"\r\n")
@@ -194,8 +190,9 @@ def _read_headers(self: Http1Server, event: events.ConnectionEvent) -> layer.Com
         if held is not None and isinstance(command, ReceiveHttp) and isinstance(command.event, RequestHeaders):
             request = command.event.request
             fields = len(request.headers.fields)
-            if fields > count_limit or _head_size(request) > head_limit:
-                found = f"{fields} header fields, {_head_size(request)} bytes"
+            size = _head_size(request)
+            if fields > count_limit or size > head_limit:
+                found = f"{fields} header fields, {size} bytes"
                 limit = f"at most {count_limit} fields and {head_limit} bytes"
                 yield from _refuse(self, 431, REASON_HEAD_TOO_LARGE, f"request head too large ({found}; {limit})")
                 return

@@ -256,6 +256,16 @@ def broad_reason(pattern: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Request heads
+
+# RFC 9110 5.6.2: a method and a field name are tokens. Anything else is written verbatim into an HTTP/1 head
+# (an h2 `:method` of `GET /admin?` becomes the request line `GET /admin? /ok HTTP/1.1`, a field name `Host `
+# is another field to one server and Host to the next): one request read two ways.
+TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+TOKEN_BYTES: Final = re.compile(TOKEN.pattern.encode())
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Request targets
 
 _UNRESERVED: Final = frozenset(string.ascii_letters + string.digits + "-._~")
@@ -578,6 +588,22 @@ class Rule:
 type IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# What a request head may hold before the proxy refuses it with 431 (`limits:`): the request line and every
+# field, each counted with its CRLF; h2 header lists are held to the same bytes (as HPACK counts them).
+DEFAULT_REQUEST_HEAD: Final = 65536
+DEFAULT_REQUEST_HEADERS: Final = 256
+REQUEST_HEAD_RANGE: Final = (4096, 16 * 1024 * 1024)
+REQUEST_HEADERS_RANGE: Final = (1, 10000)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The policy's `limits`: what the proxy holds in memory for one request head."""
+
+    request_head: int = DEFAULT_REQUEST_HEAD  # bytes
+    request_headers: int = DEFAULT_REQUEST_HEADERS  # header fields
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     rules: tuple[Rule, ...]  # the allow rules, in decision order: included documents' first
@@ -585,6 +611,7 @@ class Policy:
     deny: tuple[Rule, ...] = ()  # the deny rules, in the same order
     includes: tuple[str, ...] = ()  # every document included (file names, `preset:NAME`), in order
     allow_private: tuple[IPNetwork, ...] = ()  # `network.allow_private` of every document, in order
+    limits: Limits = Limits()  # the top document's `limits`
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -686,11 +713,12 @@ class Table:
 class _Doc:
     """One document being parsed: its source name and how its errors read."""
 
-    __slots__ = ("preset", "rules_seen", "source")
+    __slots__ = ("included", "preset", "rules_seen", "source")
 
-    def __init__(self, source: str, *, preset: bool) -> None:
+    def __init__(self, source: str, *, preset: bool, included: bool) -> None:
         self.source = source
         self.preset = preset
+        self.included = included
         self.rules_seen = 0
 
     def fail(self, line: int, at: str, message: str) -> NoReturn:
@@ -1054,6 +1082,54 @@ class NetworkType(ValueType[_Network]):
         return NETWORK_TABLE.schema()
 
 
+_SIZE: Final = re.compile(r"(0|[1-9][0-9]*) ?(KiB|MiB)?")
+_SIZE_UNITS: Final = {None: 1, "KiB": 1024, "MiB": 1024 * 1024}
+
+
+@dataclass(frozen=True, slots=True)
+class BoundedIntType(ValueType[int]):
+    """A whole number in [low, high], in plain decimal; `sizes`: also a string with a KiB or MiB suffix."""
+
+    what: str  # "a size in bytes"
+    low: int
+    high: int
+    sizes: bool = False
+
+    def parse(self, fields: _Fields, node: Node, at: str) -> int:
+        match = None
+        if isinstance(node, ScalarNode) and (node.tag == _INT or (self.sizes and node.tag == _STR)):
+            match = _SIZE.fullmatch(node.value)
+        if match is None:
+            example = "65536 or 64KiB" if self.sizes else str(self.low)
+            fields.doc.fail(node_line(node), at, f"expected {self.what} such as {example}, got {show_node(node)}")
+        value = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        if not self.low <= value <= self.high:
+            fields.doc.fail(node_line(node), at, f"{show_node(node)} out of range ({self.low}-{self.high})")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        number = {"type": "integer", "minimum": self.low, "maximum": self.high}
+        if not self.sizes:
+            return number
+        return {"anyOf": [number, {"type": "string", "pattern": f"^{_SIZE.pattern}$"}]}
+
+
+class LimitsType(ValueType[Limits]):
+    def parse(self, fields: _Fields, node: Node, at: str) -> Limits:
+        if fields.doc.included:
+            fields.doc.fail(node_line(node), at, "limits apply to the whole run: set them in the top policy file")
+        limits = LIMITS_TABLE.read(fields.doc, node, at)
+        head = limits.get(_REQUEST_HEAD)
+        headers = limits.get(_REQUEST_HEADERS)
+        return Limits(
+            request_head=DEFAULT_REQUEST_HEAD if head is None else head,
+            request_headers=DEFAULT_REQUEST_HEADERS if headers is None else headers,
+        )
+
+    def schema(self) -> dict[str, Any]:
+        return LIMITS_TABLE.schema()
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     """A parsed rule and where it came from, until its id is checked against every other rule's."""
@@ -1213,6 +1289,20 @@ _ALLOW_PRIVATE: Final = Key(
 )
 NETWORK_TABLE: Final = Table(keys=(_ALLOW_PRIVATE,), expected="a mapping of network settings")
 
+_REQUEST_HEAD: Final = Key(
+    "request_head",
+    BoundedIntType("a size in bytes", *REQUEST_HEAD_RANGE, sizes=True),
+    "The largest request head the proxy reads, in bytes (or `KiB`, `MiB`): the request line and every header "
+    f"field, HTTP/2 header lists too (default {DEFAULT_REQUEST_HEAD}). A larger head is refused with 431 "
+    "and an audit line (`request-head-too-large`).",
+)
+_REQUEST_HEADERS: Final = Key(
+    "request_headers",
+    BoundedIntType("a number of header fields", *REQUEST_HEADERS_RANGE),
+    f"The most header fields one request head may have (default {DEFAULT_REQUEST_HEADERS}); more: 431.",
+)
+LIMITS_TABLE: Final = Table(keys=(_REQUEST_HEAD, _REQUEST_HEADERS), expected="a mapping of limits")
+
 _VERSION: Final = Key("version", VersionType(), "The format version: 1.", required=True)
 _INCLUDE: Final = Key(
     "include",
@@ -1241,8 +1331,14 @@ _DENY: Final = Key(
     RuleListType(DENY_RULE_TABLE),
     "Rules that deny requests. A matching deny rule wins over every allow rule.",
 )
+_LIMITS: Final = Key(
+    "limits",
+    LimitsType(),
+    "What the proxy holds in memory for one request. For the whole run: only in the top policy file.",
+)
 POLICY_TABLE: Final = Table(
-    keys=(_VERSION, _INCLUDE, _DEFAULTS, _NETWORK, _ALLOW, _DENY), expected="a mapping with 'version' and 'allow'"
+    keys=(_VERSION, _INCLUDE, _DEFAULTS, _NETWORK, _LIMITS, _ALLOW, _DENY),
+    expected="a mapping with 'version' and 'allow'",
 )
 
 
@@ -1304,13 +1400,21 @@ class _Assembler:
         self.done: set[str] = set()
         self.includes: list[str] = []
         self.allow_private: dict[IPNetwork, None] = {}
+        self.limits = Limits()
 
     def policy(self, text: str, source: str, identity: str) -> Policy:
         self.document(text, source, identity, preset=False)
-        return Policy(tuple(self.allow), source, tuple(self.deny), tuple(self.includes), tuple(self.allow_private))
+        return Policy(
+            tuple(self.allow),
+            source,
+            tuple(self.deny),
+            tuple(self.includes),
+            tuple(self.allow_private),
+            self.limits,
+        )
 
     def document(self, text: str, source: str, identity: str, *, preset: bool) -> None:
-        doc = _Doc(source, preset=preset)
+        doc = _Doc(source, preset=preset, included=bool(self.stack))
         root = doc.compose(text)
         if root is None or _is_null(root):
             doc.fail(1, "", "empty policy (expected 'version: 1')")
@@ -1322,6 +1426,7 @@ class _Assembler:
             self.add(entry)
         network = fields.get(_NETWORK)
         self.allow_private.update(dict.fromkeys(network.allow_private if network else ()))
+        self.limits = fields.get(_LIMITS) or self.limits
         self.stack.pop()
         self.done.add(identity)
 

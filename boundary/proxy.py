@@ -215,6 +215,10 @@ async def start_proxy(
         upstream_cert=False,
         stream_large_bodies="64k",
         ssl_verify_upstream_trusted_ca=str(upstream_trust),
+        **{
+            patches.OPTION_REQUEST_HEAD: matcher.policy.limits.request_head,
+            patches.OPTION_REQUEST_HEADERS: matcher.policy.limits.request_headers,
+        },
     )
     task = asyncio.ensure_future(master_.run())
     instance: ServerInstance[Any] = ServerInstance.make("transparent", server_manager)

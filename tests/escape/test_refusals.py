@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Jailer
+from tests.e2e.conftest import POLICY, Jailer
 from tests.escape.conftest import Witnesses
+from tests.escape.test_h2_framing import _h2
 from tests.escape.test_review import _client
 from tests.support.runner import boundary_pid, spawn_boundary
 from tests.support.tools import venv_python
@@ -61,6 +62,73 @@ def test_a_head_over_the_limit_is_refused_with_431_and_a_line(jail: Jailer, witn
     probe = _client(jail, tls=False, host="open.test", port=80, steps=[(head, True)])
     assert probe[0]["responses"][0].startswith("HTTP/1.1 431"), probe.results
     assert [(line["reason"], line["status"]) for line in probe.run.audit] == [("request-head-too-large", 431)]
+    witnesses.assert_nothing_escaped()
+
+
+def _head(*fields: tuple[str, int]) -> str:
+    """A complete GET /hello head for open.test with each (name, value length) field."""
+    lines = "".join(f"{name}: {'a' * size}\r\n" for name, size in fields)
+    return f"GET /hello HTTP/1.1\r\nHost: open.test\r\n{lines}Connection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("limits", "fields", "status", "reason"),
+    [
+        pytest.param("{request_head: 8192}", [("X-Big", 6000)], "200", "allowed", id="under-a-lowered-limit"),
+        pytest.param(
+            "{request_head: 8192}", [("X-Big", 9000)], "431", "request-head-too-large", id="over-a-lowered-limit"
+        ),
+        pytest.param(
+            "{request_head: 128KiB}",
+            [("X-Big", 40000), ("X-Bigger", 40000)],
+            "200",
+            "allowed",
+            id="over-the-default-under-a-raised-limit",
+        ),
+        pytest.param(
+            "{request_headers: 20}",
+            [(f"X-{index}", 1) for index in range(30)],
+            "431",
+            "request-head-too-large",
+            id="too-many-fields",
+        ),
+    ],
+)
+def test_the_policys_limits_decide_which_heads_are_refused(
+    jail: Jailer, witnesses: Witnesses, limits: str, fields: list[tuple[str, int]], status: str, reason: str
+) -> None:
+    """`limits:` in the policy moves the 431 line both ways: an 80 KB head passes under a raised limit (the
+    default would refuse it), a 9 KB one is refused under a lowered one, and a field count is a limit of its
+    own."""
+    before = len(jail.http.requests)
+    probe = _client(
+        jail,
+        tls=False,
+        host="open.test",
+        port=80,
+        steps=[(_head(*fields), True)],
+        policy=POLICY + f"limits: {limits}\n",
+    )
+    assert probe[0]["responses"][0].startswith(f"HTTP/1.1 {status}"), (probe.results, probe.run.stderr)
+    assert [line["reason"] for line in probe.run.audit] == [reason]
+    assert len(jail.http.requests) - before == (1 if status == "200" else 0)
+    witnesses.assert_nothing_escaped()
+
+
+def test_an_h2_header_list_with_more_fields_than_the_limit_is_refused(jail: Jailer, witnesses: Witnesses) -> None:
+    """HPACK counts bytes only; the field count holds for HTTP/2 too: 30 fields under `request_headers: 20`
+    get 431 and one line, and nothing goes upstream."""
+    before = len(jail.https.requests)
+    headers = [[":method", "GET"], [":path", "/hello"], *[[f"x-{index}", "1"] for index in range(30)]]
+    probe = _h2(
+        jail,
+        "open.test",
+        [{"headers": headers, "end_on_headers": True}],
+        policy=POLICY + "limits: {request_headers: 20}\n",
+    )
+    assert probe.results[0]["streams"][0]["status"] == 431, (probe.results, probe.run.stderr)
+    assert [(line["reason"], line["status"]) for line in probe.run.audit] == [("request-head-too-large", 431)]
+    assert len(jail.https.requests) == before
     witnesses.assert_nothing_escaped()
 
 

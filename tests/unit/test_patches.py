@@ -31,6 +31,7 @@ from mitmproxy.proxy.layers.http._http2 import Http2Server
 import boundary.proxy  # noqa: F401 - applies the patches, as the proxy does at import
 from boundary import patches
 from boundary.patches import Refusal, RequestRefusedHook, h1_framing
+from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
 
 SMUGGLED = b"DELETE /admin HTTP/1.1\r\nHost: other.test\r\nContent-Length: 0\r\n\r\n"
 
@@ -40,8 +41,8 @@ class Driver:
     """mitmproxy's HTTP layer in regular mode between an h2 (or HTTP/1) client and an HTTP/1 upstream."""
 
     h2_client: bool = True
-    request_head: int = patches.DEFAULT_REQUEST_HEAD
-    request_headers: int = patches.DEFAULT_REQUEST_HEADERS
+    request_head: int = DEFAULT_REQUEST_HEAD
+    request_headers: int = DEFAULT_REQUEST_HEADERS
     to_upstream: bytearray = field(default_factory=bytearray)
     to_client: bytearray = field(default_factory=bytearray)
     refused: list[Refusal] = field(default_factory=list)
@@ -374,6 +375,6 @@ def test_mitmproxy_still_has_what_the_patches_wrap() -> None:
     driver = Driver()
     server = driver.layer.connections[driver.client]
     assert type(server) is Http2Server
-    assert server.h2_conn.decoder.max_header_list_size == patches.DEFAULT_REQUEST_HEAD
+    assert server.h2_conn.decoder.max_header_list_size == DEFAULT_REQUEST_HEAD
     assert hasattr(server.h2_conn.incoming_buffer, "_headers_buffer")
     assert isinstance(driver.layer, layer.Layer)

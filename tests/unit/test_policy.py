@@ -17,6 +17,7 @@ from boundary.policy import (
     DEFAULT_PORTS,
     DENY_RULE_TABLE,
     KNOWN_METHODS,
+    LIMITS_TABLE,
     NETWORK_TABLE,
     POLICY_TABLE,
     PUBLIC_SUFFIXES,
@@ -24,6 +25,7 @@ from boundary.policy import (
     SETTINGS_TABLE,
     AmbiguousPathError,
     IncludeLoader,
+    Limits,
     Policy,
     Rule,
     broad_reason,
@@ -1628,7 +1630,7 @@ def test_normalize_domain_pattern_is_idempotent(written: str) -> None:
 def test_docs_cover_every_key() -> None:
     """docs/policy.md documents every key of every table."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
-    for table in (POLICY_TABLE, RULE_TABLE, SETTINGS_TABLE, NETWORK_TABLE):
+    for table in (POLICY_TABLE, RULE_TABLE, SETTINGS_TABLE, NETWORK_TABLE, LIMITS_TABLE):
         for key in table.keys:
             assert f"`{key.name}`" in text or f"`defaults.{key.name}`" in text, key.name
 
@@ -1737,6 +1739,108 @@ def test_network_errors_in_an_included_file_name_that_file() -> None:
         parse_files(
             {"main.yaml": allow_doc(include="b.yaml"), "b.yaml": "version: 1\nnetwork:\n  allow_private: [x]\n"}
         )
+
+
+# --- limits: what one request head may hold ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "limits"),
+    [
+        pytest.param("version: 1\n", Limits(65536, 256), id="defaults"),
+        pytest.param("version: 1\nlimits: {}\n", Limits(65536, 256), id="empty-mapping"),
+        pytest.param("version: 1\nlimits: {request_head: 8192}\n", Limits(8192, 256), id="bytes"),
+        pytest.param("version: 1\nlimits: {request_head: 1MiB}\n", Limits(1048576, 256), id="mebibytes"),
+        pytest.param("version: 1\nlimits: {request_head: 16 KiB}\n", Limits(16384, 256), id="spaced-unit"),
+        pytest.param("version: 1\nlimits: {request_head: 4096, request_headers: 1}\n", Limits(4096, 1), id="low"),
+        pytest.param(
+            "version: 1\nlimits: {request_head: 16MiB, request_headers: 10000}\n",
+            Limits(16777216, 10000),
+            id="high",
+        ),
+    ],
+)
+def test_limits_parse_to_the_policy_limits(text: str, limits: Limits) -> None:
+    """`limits` sizes are bytes, plain or with a KiB/MiB suffix; what is not given keeps its default."""
+    assert parse_policy(text).limits == limits
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "version: 1\nlimits:\n  request_head: 4095\n",
+            "<string>:3: limits.request_head: 4095 out of range (4096-16777216)",
+            id="too-small",
+        ),
+        pytest.param(
+            "version: 1\nlimits:\n  request_head: 17MiB\n",
+            "<string>:3: limits.request_head: '17MiB' out of range (4096-16777216)",
+            id="too-large",
+        ),
+        pytest.param(
+            "version: 1\nlimits:\n  request_head: 64kb\n",
+            "<string>:3: limits.request_head: expected a size in bytes such as 65536 or 64KiB, got '64kb'",
+            id="unknown-unit",
+        ),
+        pytest.param(
+            "version: 1\nlimits:\n  request_head: 0x10000\n",
+            "<string>:3: limits.request_head: expected a size in bytes such as 65536 or 64KiB, got 0x10000",
+            id="hex",
+        ),
+        pytest.param(
+            "version: 1\nlimits:\n  request_head: 65536.0\n",
+            "<string>:3: limits.request_head: expected a size in bytes such as 65536 or 64KiB, got 65536.0",
+            id="float",
+        ),
+        pytest.param(
+            "version: 1\nlimits:\n  request_headers: 10001\n",
+            "<string>:3: limits.request_headers: 10001 out of range (1-10000)",
+            id="too-many-headers",
+        ),
+        pytest.param(
+            "version: 1\nlimits:\n  request_headers: 1KiB\n",
+            "<string>:3: limits.request_headers: expected a number of header fields such as 1, got '1KiB'",
+            id="headers-with-unit",
+        ),
+        pytest.param(
+            "version: 1\nlimits:\n  request_headers: '12'\n",
+            "<string>:3: limits.request_headers: expected a number of header fields such as 1, got '12'",
+            id="headers-quoted",
+        ),
+        pytest.param(
+            "version: 1\nlimits:\n  request_body: 1\n", "<string>:3: limits: unknown key 'request_body'", id="unknown"
+        ),
+        pytest.param(
+            "version: 1\nlimits: 65536\n", "<string>:2: limits: expected a mapping of limits, got 65536", id="scalar"
+        ),
+    ],
+)
+def test_limits_errors_name_their_location(text: str, message: str) -> None:
+    """Every mistake in `limits` is refused with FILE:LINE, the key path and the quoted value."""
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text)
+    assert str(info.value) == message
+
+
+def test_limits_in_an_included_file_are_refused_at_that_file() -> None:
+    """Limits are for the whole run, so only the top file sets them: an included file saying otherwise would
+    be silently overruled or would overrule the file the operator runs."""
+    with pytest.raises(PolicyError) as info:
+        parse_files(
+            {
+                "main.yaml": allow_doc("a.test", include="b.yaml"),
+                "b.yaml": "version: 1\nlimits:\n  request_head: 8192\n",
+            }
+        )
+    assert str(info.value) == "b.yaml:3: limits: limits apply to the whole run: set them in the top policy file"
+
+
+def test_limits_of_the_top_file_hold_with_includes() -> None:
+    policy = parse_files(
+        {"main.yaml": "version: 1\ninclude: [b.yaml]\nlimits: {request_headers: 40}\n", "b.yaml": allow_doc("b.test")}
+    )
+    assert policy.limits == Limits(65536, 40)
 
 
 class _Invalid(Exception):
