@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.runner import make_user_dir, run_boundary
+from tests.support.runner import make_user_dir, run_boundary, shared_user_dir
 from tests.support.upstreams import TestCA, Upstream, start_http_upstream, start_https_upstream
 
 NAMES = ("allowed.test", "denied.test", "open.test")
@@ -143,13 +143,8 @@ class Jailer:
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    path = make_user_dir("boundary-e2e-")
-    # Writable by the workload in both modes: as root it runs without CAP_DAC_OVERRIDE.
-    path.chmod(0o777)
-    yield path
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+    with shared_user_dir("boundary-e2e-") as path:
+        yield path
 
 
 @pytest.fixture

@@ -184,6 +184,18 @@ def make_user_dir(prefix: str = "boundary-test-", parent: Path | None = None) ->
     return path
 
 
+@contextlib.contextmanager
+def shared_user_dir(prefix: str) -> Iterator[Path]:
+    """A `make_user_dir` the workload may write in both modes (mode 0777: as root it runs without
+    CAP_DAC_OVERRIDE), removed with what it holds afterwards."""
+    path = make_user_dir(prefix)
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 # --- invocations -------------------------------------------------------------------------------------------
 
 

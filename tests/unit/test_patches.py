@@ -19,11 +19,8 @@ import h11
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mitmproxy import connection, options
-from mitmproxy.addons import proxyserver
+from mitmproxy import connection
 from mitmproxy.proxy import commands, events, layer
-from mitmproxy.proxy.context import Context
-from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 from mitmproxy.proxy.layers.http._hooks import HttpRequestHeadersHook, HttpResponseHeadersHook
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
@@ -32,6 +29,7 @@ import boundary.proxy  # noqa: F401 - applies the patches, as the proxy does at 
 from boundary import patches
 from boundary.patches import Refusal, RequestRefusedHook, h1_framing
 from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
+from tests.support.layers import drive, http_layer, opened
 
 SMUGGLED = b"DELETE /admin HTTP/1.1\r\nHost: other.test\r\nContent-Length: 0\r\n\r\n"
 
@@ -49,17 +47,8 @@ class Driver:
     client_closed: bool = False
 
     def __post_init__(self) -> None:
-        opts = options.Options()
-        proxyserver.Proxyserver().load(opts)
-        opts.add_option(patches.OPTION_REQUEST_HEAD, int, self.request_head, "")
-        opts.add_option(patches.OPTION_REQUEST_HEADERS, int, self.request_headers, "")
-        self.client = connection.Client(
-            peername=("127.0.0.1", 40000), sockname=("127.0.0.1", 8080), timestamp_start=1.0
-        )
-        self.client.state = connection.ConnectionState.OPEN
-        if self.h2_client:
-            self.client.alpn = b"h2"
-        self.layer = HttpLayer(Context(self.client, opts), HTTPMode.regular)
+        limits = {patches.OPTION_REQUEST_HEAD: self.request_head, patches.OPTION_REQUEST_HEADERS: self.request_headers}
+        self.client, self.layer = http_layer(alpn=b"h2" if self.h2_client else None, extra=limits)
         self.upstream: connection.Server | None = None
         self.feed(events.Start())
         self.h2 = h2.connection.H2Connection(
@@ -70,10 +59,7 @@ class Driver:
             self.send_client()
 
     def feed(self, *first: events.Event) -> None:
-        pending = list(first)
-        while pending:
-            for command in self.layer.handle_event(pending.pop(0)):
-                pending += self._answer(command)
+        drive(self.layer, self._answer, *first)
 
     def _answer(self, command: commands.Command) -> list[events.Event]:
         if isinstance(command, commands.SendData):
@@ -81,9 +67,7 @@ class Driver:
             return []
         if isinstance(command, commands.OpenConnection):
             self.upstream = command.connection  # type: ignore[assignment]
-            command.connection.state = connection.ConnectionState.OPEN
-            command.connection.timestamp_start = 1.0
-            return [events.OpenConnectionCompleted(command, None)]
+            return opened(command)
         if isinstance(command, commands.CloseConnection):
             if command.connection is self.client:
                 self.client_closed = True

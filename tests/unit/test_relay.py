@@ -26,11 +26,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from mitmproxy import connection, ctx, options
-from mitmproxy.addons import proxyserver
+from mitmproxy import connection, ctx
 from mitmproxy.proxy import commands, events, layer
-from mitmproxy.proxy.context import Context
-from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode, ResponseData
+from mitmproxy.proxy.layers.http import HttpLayer, ResponseData
 from mitmproxy.proxy.layers.http._hooks import HttpResponseHeadersHook
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.layers.tls import TlsStartServerHook
@@ -47,6 +45,7 @@ from boundary.matcher import Matcher
 from boundary.policy import parse_policy
 from boundary.proxy import start_proxy  # also registers mitmproxy.addons bare, as the proxy does
 from boundary.relay import READ_SIZE, RelayingHttpLayer, _decrypt
+from tests.support.layers import drive, http_layer, opened
 from tests.support.upstreams import TestCA, pattern, start_http_upstream, start_https_upstream
 
 BODY = pattern(300_000)
@@ -97,13 +96,7 @@ class Driver:
     proxy's client connection is plain, the upstream speaks HTTP/1.1 (in TLS when the URL says https)."""
 
     def __init__(self, layer_class: type[HttpLayer]) -> None:
-        opts = options.Options()
-        proxyserver.Proxyserver().load(opts)
-        self.client = connection.Client(
-            peername=("127.0.0.1", 40000), sockname=("127.0.0.1", 8080), timestamp_start=1.0
-        )
-        self.client.state = connection.ConnectionState.OPEN
-        self.layer = layer_class(Context(self.client, opts), HTTPMode.regular)
+        self.client, self.layer = http_layer(layer_class)
         self.to_client = bytearray()
         self.to_upstream = bytearray()
         self.upstream: connection.Server | None = None
@@ -111,10 +104,7 @@ class Driver:
         self.feed(events.Start())
 
     def feed(self, *first: events.Event) -> None:
-        pending = list(first)
-        while pending:
-            for command in self.layer.handle_event(pending.pop(0)):
-                pending += self._answer(command)
+        drive(self.layer, self._answer, *first)
 
     def _answer(self, command: commands.Command) -> list[events.Event]:
         if isinstance(command, commands.SendData):
@@ -124,9 +114,7 @@ class Driver:
             return self._upstream_receives(command.data)
         if isinstance(command, commands.OpenConnection):
             self.upstream = command.connection  # type: ignore[assignment]
-            command.connection.state = connection.ConnectionState.OPEN
-            command.connection.timestamp_start = 1.0
-            return [events.OpenConnectionCompleted(command, None)]
+            return opened(command)
         if isinstance(command, HttpResponseHeadersHook):
             command.flow.response.stream = True  # what boundary's addon does for every allowed response
         if isinstance(command, TlsStartServerHook):

@@ -19,6 +19,7 @@ from tests.support.runner import (
     may_traverse,
     outermost,
     run_env,
+    shared_user_dir,
     tmp_base,
     topmost_process,
 )
@@ -128,6 +129,13 @@ def test_tmp_base_is_not_a_directory_the_jail_hides() -> None:
     if "BOUNDARY_TEST_TMPDIR" not in os.environ:
         assert not base.is_relative_to("/tmp")
         assert not base.is_relative_to("/run")
+
+
+def test_a_shared_user_dir_is_world_writable_and_gone_afterwards() -> None:
+    with shared_user_dir("boundary-test-shared-") as path:
+        (path / "file").write_text("x")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o777
+    assert not path.exists()
 
 
 def test_make_user_dir_is_world_searchable_and_owned_by_the_rootless_user(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from boundary.jail.plan import RESOLV_CONF
 from tests.integration.jail.conftest import JailRunner, probe_argv
 from tests.support import tools
 from tests.support.canaries import UnixCanary
-from tests.support.runner import make_user_dir, run_command
+from tests.support.runner import make_user_dir, run_command, shared_user_dir
 
 
 def _owned_by_workload(path: Path, rootless: bool) -> Path:
@@ -229,10 +229,8 @@ def test_binding_a_whole_hidden_tree_shows_the_hosts(jail: JailRunner, tmp_dir: 
 @pytest.fixture
 def open_dir() -> Iterator[Path]:
     """A directory outside the hidden trees that the workload may write in both modes (mode 0777)."""
-    path = make_user_dir("boundary-it-pin-")
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with shared_user_dir("boundary-it-pin-") as path:
+        yield path
 
 
 RENAMES = """\
