@@ -6,11 +6,13 @@ The self-test jail itself runs for real in tests/e2e/test_doctor.py, as root and
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ from boundary.doctor import (
     bundle_result,
     command_result,
     exit_code,
+    host_addresses_result,
     mitmproxy_result,
     namespaces_result,
     python_result,
@@ -91,6 +94,7 @@ def test_the_checks() -> None:
         "user namespaces",
         "unshare",
         "nft",
+        "host addresses",
         "run CA",
         "system CA bundle",
         "self-test jail",
@@ -206,6 +210,37 @@ def test_bundle_found() -> None:
 def test_bundle_empty_fails() -> None:
     """A bundle without a single certificate would make every upstream fail verification."""
     assert bundle_result(Path("/etc/ssl/certs/ca-certificates.crt"), 0).status == FAIL
+
+
+# --- host addresses: netlink against the SSRF guard's view ------------------------------------------------
+
+
+def _addresses(*texts: str) -> list[Any]:
+    return [ipaddress.ip_address(text) for text in texts]
+
+
+def test_host_addresses_all_seen_is_ok() -> None:
+    guarded = [
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("192.0.2.2/32"),
+        ipaddress.ip_network("::1/128"),
+    ]
+    result = host_addresses_result(_addresses("127.0.0.1", "192.0.2.2", "::1", "127.0.0.1"), guarded)
+    assert (result.status, result.detail) == (
+        OK,
+        "the SSRF guard sees all 3 of the host's addresses that netlink lists",
+    )
+
+
+def test_a_host_address_the_guard_misses_fails_and_names_it() -> None:
+    """An address only netlink knows could be reached by a name that resolves to it: that is a FAIL."""
+    result = host_addresses_result(_addresses("127.0.0.1", "fd00::2"), [ipaddress.ip_network("127.0.0.0/8")])
+    assert result.status == FAIL and "fd00::2" in result.detail and "127.0.0.1" not in result.detail
+
+
+def test_the_guard_sees_every_address_netlink_lists_on_this_machine() -> None:
+    """The real probe, through pyroute2: the guard's reading of /proc agrees with the kernel's netlink."""
+    assert doctor.check_host_addresses().status == OK, doctor.check_host_addresses()
 
 
 # --- the self-test: its run and its verdict ----------------------------------------------------------------
