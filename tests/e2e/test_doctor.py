@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from boundary.doctor import CHECKS
+from boundary.run.doctor import CHECKS
 from tests.e2e.conftest import MODES
 from tests.support.runner import run_boundary
 

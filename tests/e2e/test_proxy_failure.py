@@ -39,7 +39,9 @@ _master.Master.run = _run
 MESSAGES = {
     "import-error": "boundary: the proxy could not start (ImportError: this mitmproxy build is corrupt)",
     "syntax-error": "boundary: the proxy could not start (SyntaxError: ",
-    "system-exit": "boundary: the proxy could not start (ImportError: importing boundary.proxy raised SystemExit: 0)",
+    "system-exit": (
+        "boundary: the proxy could not start (ImportError: importing boundary.proxy.master raised SystemExit: 0)"
+    ),
     "master-dies": "boundary: the proxy stopped (RuntimeError: the master's event loop broke)",
 }
 

@@ -4,7 +4,7 @@
                                             [--cwd DIR] [--rundir-parent DIR] [--pin PATH]... -- COMMAND...
     python -m tests.integration.jail.driver [...] -- COMMAND...          (from the repo root; same thing)
 
-The driver builds a `JailSpec` the way `boundary.session` does (identity = the current uid/gid, the plan's
+The driver builds a `JailSpec` the way `boundary.run.session` does (identity = the current uid/gid, the plan's
 ruleset, a generated resolv.conf and hosts bound over /etc, the plan's mounts for its environment, working
 directory and binds), calls `start_jail`, and then serves the sockets
 the helper handed over, so a test can see where the jail's traffic really went:

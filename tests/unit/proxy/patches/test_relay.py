@@ -36,15 +36,15 @@ from mitmproxy.proxy.mode_servers import ProxyConnectionHandler, ServerInstance
 from mitmproxy.tls import TlsData
 from OpenSSL import SSL
 
-from boundary import relay
 from boundary.audit import AuditLog
 from boundary.ca import generate_ca
-from boundary.fakedns import FakeDnsTable
-from boundary.gate import GatedEventLoop
+from boundary.dns.fakedns import FakeDnsTable
 from boundary.matcher import Matcher
 from boundary.policy import parse_policy
-from boundary.proxy import start_proxy  # also registers mitmproxy.addons bare, as the proxy does
-from boundary.relay import READ_SIZE, RelayingHttpLayer, _decrypt
+from boundary.proxy.gate import GatedEventLoop
+from boundary.proxy.master import start_proxy  # also registers mitmproxy.addons bare, as the proxy does
+from boundary.proxy.patches import relay
+from boundary.proxy.patches.relay import READ_SIZE, RelayingHttpLayer, _decrypt
 from tests.support.layers import drive, http_layer, opened
 from tests.support.upstreams import TestCA, pattern, start_http_upstream, start_https_upstream
 

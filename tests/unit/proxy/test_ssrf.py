@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from boundary.addresses import (
+from boundary.proxy.ssrf import (
     RANGES,
     AddressGuard,
     Refusal,

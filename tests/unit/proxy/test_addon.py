@@ -25,13 +25,13 @@ from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.test import tflow, tutils
 
-from boundary.addon import PolicyAddon, proxy_form, split_host_header
-from boundary.addresses import Refusal
 from boundary.audit import AuditLog
-from boundary.fakedns import FakeDnsTable
-from boundary.gate import DialRefused, blocked_message
+from boundary.dns.fakedns import FakeDnsTable
 from boundary.matcher import Decision, Matcher, Request
 from boundary.policy import parse_policy
+from boundary.proxy.addon import PolicyAddon, proxy_form, split_host_header
+from boundary.proxy.gate import DialRefused, blocked_message
+from boundary.proxy.ssrf import Refusal
 
 POLICY = """\
 version: 1

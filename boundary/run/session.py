@@ -40,7 +40,7 @@ from boundary.jail.plan import (
 )
 from boundary.matcher import Matcher
 from boundary.policy import load_policy
-from boundary.resolve import override_table, parse_resolve
+from boundary.run.resolve import override_table, parse_resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,7 @@ def _run_in(
     helper.harden_self()
     _setup_logging(proxy_log_stream)
     # Imported only now: asyncio, the DNS server and the gate load while the helper builds the jail.
-    from boundary import serving
+    from boundary.run import serving
 
     try:
         return serving.serve(jail, serving.ProxySettings(matcher, overrides, log, run_id, ca, upstream_trust))

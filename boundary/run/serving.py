@@ -18,19 +18,19 @@ from typing import Any
 
 from boundary import audit
 from boundary.ca import RunCA
-from boundary.dnsserver import DnsServer
+from boundary.dns.fakedns import FakeDnsTable
+from boundary.dns.server import DnsServer
 from boundary.errors import ProxyError
-from boundary.fakedns import FakeDnsTable
-from boundary.gate import GatedEventLoop
 from boundary.jail import helper
 from boundary.matcher import Matcher
+from boundary.proxy.gate import GatedEventLoop
 
 __all__ = ["ProxySettings", "serve"]
 
 
 @dataclass(frozen=True)
 class ProxySettings:
-    """What the run hands the proxy (`boundary.proxy.start_proxy` takes these by name, beside the jail's
+    """What the run hands the proxy (`boundary.proxy.master.start_proxy` takes these by name, beside the jail's
     listening socket and the DNS table)."""
 
     matcher: Matcher
@@ -57,7 +57,7 @@ async def _serve(jail: helper.Jail, settings: ProxySettings) -> int:
     await dns.start(jail.dns_udp_socket, jail.dns_tcp_socket)
     try:
         # mitmproxy's import (~0.5 s) runs beside the workload; a workload that is done first never waits for it.
-        proxy_module = _import_in_background(loop, "boundary.proxy")
+        proxy_module = _import_in_background(loop, "boundary.proxy.master")
         await asyncio.wait({exited, proxy_module}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
             proxy = await _start_proxy(proxy_module, listen=jail.proxy_socket, table=table, **vars(settings))
@@ -75,7 +75,7 @@ async def _serve(jail: helper.Jail, settings: ProxySettings) -> int:
 
 
 async def _start_proxy(imported: asyncio.Future[Any], **kwargs: Any) -> Any:
-    """The running `boundary.proxy.Proxy`; failing to import or start it is a `ProxyError`."""
+    """The running `boundary.proxy.master.Proxy`; failing to import or start it is a `ProxyError`."""
     try:
         return await imported.result().start_proxy(**kwargs)
     except Exception as e:

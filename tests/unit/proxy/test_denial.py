@@ -2,7 +2,7 @@
 
 import pytest
 
-from boundary.denial import denial_text, suggested_rule
+from boundary.proxy.denial import denial_text, suggested_rule
 
 
 @pytest.mark.parametrize(

@@ -31,12 +31,12 @@ from OpenSSL import SSL
 
 from boundary.audit import AuditLog
 from boundary.ca import RunCA, generate_ca
-from boundary.fakedns import FakeDnsTable
-from boundary.gate import GatedEventLoop, UpstreamGate
+from boundary.dns.fakedns import FakeDnsTable
 from boundary.matcher import Matcher
 from boundary.policy import parse_policy
-from boundary.proxy import JailNextLayer, Proxy, RunTlsConfig, _certstore, start_proxy
-from boundary.relay import RelayingHttpLayer
+from boundary.proxy.gate import GatedEventLoop, UpstreamGate
+from boundary.proxy.master import JailNextLayer, Proxy, RunTlsConfig, _certstore, start_proxy
+from boundary.proxy.patches.relay import RelayingHttpLayer
 
 POLICY = "version: 1\nallow:\n  - domain: api.example.com\n"
 TIMEOUT = 10.0  # a guard against hangs, not a measurement
@@ -364,7 +364,7 @@ def test_mitmproxy_type_checks_messages_only_in_debug_mode() -> None:
 def test_the_proxy_drops_the_debug_only_type_check_and_keeps_asserts() -> None:
     """Importing the proxy drops that check (~15% of the proxy's CPU per request) as -O would, while asserts,
     which -O would also drop, still run."""
-    setup = "import boundary.proxy\ntry:\n    assert False\nexcept AssertionError:\n    print('asserts on')"
+    setup = "import boundary.proxy.master\ntry:\n    assert False\nexcept AssertionError:\n    print('asserts on')"
     assert run_python(code=BUILD_A_MISTYPED_REQUEST.format(setup=setup)).split() == ["asserts", "on", "unchecked"]
 
 
@@ -384,4 +384,4 @@ def test_the_proxy_keeps_large_buffers_instead_of_faulting_them_in_anew() -> Non
     """The control maps each buffer fresh (a fault per 4 KiB page: ~256 per buffer); after importing the proxy
     the heap serves them again."""
     assert int(run_python(code=COUNT_BUFFER_FAULTS.format(setup=""))) > 100 * 256
-    assert int(run_python(code=COUNT_BUFFER_FAULTS.format(setup="import boundary.proxy"))) < 100 * 16
+    assert int(run_python(code=COUNT_BUFFER_FAULTS.format(setup="import boundary.proxy.master"))) < 100 * 16

@@ -18,7 +18,7 @@ import contextlib
 import socket
 from typing import Any, Final
 
-from boundary.fakedns import FakeDnsTable, answer
+from boundary.dns.fakedns import FakeDnsTable, answer
 
 IDLE_TIMEOUT: Final = 10.0
 # Real queries are a few hundred octets even with EDNS padding; the frame length field allows 64 KiB.

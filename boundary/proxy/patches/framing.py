@@ -2,7 +2,7 @@
 
 Each patch closes a seam where one request could be read two ways, or where mitmproxy refuses something
 without any hook seeing it. `apply()` installs them all, once per process (the proxy calls it at import);
-tests/unit/test_patches.py fails loudly when an upgrade of mitmproxy removes what a patch wraps.
+tests/unit/proxy/patches/test_framing.py fails loudly when an upgrade of mitmproxy removes what a patch wraps.
 
 - **h2 -> HTTP/1 framing** (`Http1Client.send`). mitmproxy writes an HTTP/2 request to an HTTP/1 server as its
   head plus the DATA, raw. Without a `content-length` the head has neither Content-Length nor

@@ -20,7 +20,7 @@ from boundary.ca import find_system_bundle, generate_ca
 from boundary.errors import UsageError
 from boundary.jail.mounts import host_path
 from boundary.jail.plan import BindRequest, Identity, mount_plan
-from boundary.session import (
+from boundary.run.session import (
     _check_command,
     _check_command_visible,
     _read_upstream_cas,

@@ -3,7 +3,7 @@
 import pytest
 
 from boundary.errors import UsageError
-from boundary.resolve import Override, override_table, parse_resolve
+from boundary.run.resolve import Override, override_table, parse_resolve
 
 
 @pytest.mark.parametrize(

@@ -37,10 +37,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from boundary.addresses import IPAddress, IPNetwork, host_networks
 from boundary.ca import RunCA, find_system_bundle, generate_ca
 from boundary.jail.netns import NFT
 from boundary.jail.plan import SYSTEM_BUNDLES, nft_ruleset
+from boundary.proxy.ssrf import IPAddress, IPNetwork, host_networks
 
 __all__ = [
     "CHECKS",
@@ -306,7 +306,7 @@ def host_addresses_result(netlink: Iterable[IPAddress], guarded: Sequence[IPNetw
         return Result(
             "FAIL",
             f"the SSRF guard does not see the host's address(es) {', '.join(missed)}",
-            "report this as a bug in boundary (boundary.addresses.host_networks), with `ip addr`'s output",
+            "report this as a bug in boundary (boundary.proxy.ssrf.host_networks), with `ip addr`'s output",
         )
     return ok(f"the SSRF guard sees all {len(addresses)} of the host's addresses that netlink lists")
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from boundary.addresses import AddressGuard, Refusal, host_networks
-from boundary.fakedns import FakeDnsTable
-from boundary.gate import (
+from boundary.dns.fakedns import FakeDnsTable
+from boundary.matcher import Matcher
+from boundary.policy import parse_policy
+from boundary.proxy.gate import (
     BLOCKED_ADDRESS,
     DialRefused,
     GatedEventLoop,
@@ -28,8 +29,7 @@ from boundary.gate import (
     blocked_message,
     is_blocked_address,
 )
-from boundary.matcher import Matcher
-from boundary.policy import parse_policy
+from boundary.proxy.ssrf import AddressGuard, Refusal, host_networks
 
 POLICY = """\
 version: 1

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from boundary.dnsserver import DnsServer
-from boundary.fakedns import FakeDnsTable, is_synthetic
+from boundary.dns.fakedns import FakeDnsTable, is_synthetic
+from boundary.dns.server import DnsServer
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 TIMEOUT = 5.0  # a guard against hangs, not a measurement

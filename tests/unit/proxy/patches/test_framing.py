@@ -1,4 +1,4 @@
-"""Specification of boundary's patches to mitmproxy's protocol layers (boundary/patches.py).
+"""Specification of boundary's patches to mitmproxy's protocol layers (boundary/proxy/patches/framing.py).
 
 mitmproxy's real HTTP layer is driven here without sockets, as its own layer tests do: an HTTP/2 client (the
 h2 library, sending frames as told, unvalidated) on one side, a plain HTTP/1 upstream on the other, every hook
@@ -25,10 +25,10 @@ from mitmproxy.proxy.layers.http._hooks import HttpRequestHeadersHook, HttpRespo
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
-import boundary.proxy  # noqa: F401 - applies the patches, as the proxy does at import
-from boundary import patches
-from boundary.patches import Refusal, RequestRefusedHook, h1_framing
+import boundary.proxy.master  # noqa: F401 - applies the patches, as the proxy does at import
 from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
+from boundary.proxy.patches import framing
+from boundary.proxy.patches.framing import Refusal, RequestRefusedHook, h1_framing
 from tests.support.layers import drive, http_layer, opened
 
 SMUGGLED = b"DELETE /admin HTTP/1.1\r\nHost: other.test\r\nContent-Length: 0\r\n\r\n"
@@ -47,7 +47,7 @@ class Driver:
     client_closed: bool = False
 
     def __post_init__(self) -> None:
-        limits = {patches.OPTION_REQUEST_HEAD: self.request_head, patches.OPTION_REQUEST_HEADERS: self.request_headers}
+        limits = {framing.OPTION_REQUEST_HEAD: self.request_head, framing.OPTION_REQUEST_HEADERS: self.request_headers}
         self.client, self.layer = http_layer(alpn=b"h2" if self.h2_client else None, extra=limits)
         self.upstream: connection.Server | None = None
         self.feed(events.Start())
@@ -323,16 +323,16 @@ def test_an_h2_header_block_in_continuation_frames_is_bounded_before_hpack() -> 
 @pytest.fixture
 def fresh() -> Iterator[None]:
     yield
-    patches.apply()
+    framing.apply()
 
 
 def test_apply_installs_every_patch_once(fresh: None) -> None:
     """After `apply`, the patched methods are boundary's; applying again changes nothing."""
-    patches.apply()
+    framing.apply()
     first = (Http1Client.send, Http1Server.read_headers, Http2Server._handle_event, Http2Server.protocol_error)
-    patches.apply()
+    framing.apply()
     assert (Http1Client.send, Http1Server.read_headers, Http2Server._handle_event, Http2Server.protocol_error) == first
-    assert all(getattr(method, "__module__", "") == "boundary.patches" for method in first)
+    assert all(getattr(method, "__module__", "") == "boundary.proxy.patches.framing" for method in first)
 
 
 def test_the_refusal_hook_carries_one_argument_as_mitmproxy_unpacks_it() -> None:

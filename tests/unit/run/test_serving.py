@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from boundary.errors import ProxyError
-from boundary.serving import ProxySettings, _import_in_background, _start_proxy
+from boundary.run.serving import ProxySettings, _import_in_background, _start_proxy
 
 # --- the proxy failing to start ------------------------------------------------------------------------------
 
@@ -57,7 +57,7 @@ def test_a_proxy_that_cannot_be_imported_or_started_is_a_proxy_error(
 def test_proxy_settings_are_exactly_what_start_proxy_takes_besides_socket_and_table() -> None:
     """`_serve` passes the settings to `start_proxy` by name (`**vars(settings)`): a field added to one side
     only would fail every run at start, so the two lists are tied here."""
-    from boundary.proxy import start_proxy
+    from boundary.proxy.master import start_proxy
 
     taken = set(inspect.signature(start_proxy).parameters) - {"listen", "table"}
     assert {field.name for field in fields(ProxySettings)} == taken

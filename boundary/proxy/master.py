@@ -4,7 +4,7 @@ Importing this module imports mitmproxy (~0.45 s); the session does it only afte
 workload never waits for it (its first connections sit in the listening socket's backlog meanwhile).
 
 Every upstream connection mitmproxy makes goes through `asyncio.open_connection` -> `loop.create_connection`,
-which `boundary.gate.GatedEventLoop` checks.
+which `boundary.proxy.gate.GatedEventLoop` checks.
 
 Fail closed: the session watches `Proxy.stopped`; the master ending (or failing) while the workload runs ends
 the run, since the jail then has no way out.
@@ -46,14 +46,14 @@ from mitmproxy.proxy.mode_servers import ServerInstance  # noqa: E402
 from mitmproxy.tls import TlsData  # noqa: E402
 from OpenSSL import SSL  # noqa: E402
 
-from boundary import patches  # noqa: E402
-from boundary.addon import PolicyAddon, proxy_form  # noqa: E402
 from boundary.audit import AuditLog  # noqa: E402
 from boundary.ca import RunCA  # noqa: E402
-from boundary.fakedns import FakeDnsTable  # noqa: E402
-from boundary.gate import GatedEventLoop, UpstreamGate  # noqa: E402
+from boundary.dns.fakedns import FakeDnsTable  # noqa: E402
 from boundary.matcher import Matcher  # noqa: E402
-from boundary.relay import RelayingHttpLayer, read_large  # noqa: E402
+from boundary.proxy.addon import PolicyAddon, proxy_form  # noqa: E402
+from boundary.proxy.gate import GatedEventLoop, UpstreamGate  # noqa: E402
+from boundary.proxy.patches import framing  # noqa: E402
+from boundary.proxy.patches.relay import RelayingHttpLayer, read_large  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _no_post_init(self: http.MessageData) -> None:
 
 _skip_debug_only_type_checks()
 read_large()
-patches.apply()
+framing.apply()
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -216,8 +216,8 @@ async def start_proxy(
         stream_large_bodies="64k",
         ssl_verify_upstream_trusted_ca=str(upstream_trust),
         **{
-            patches.OPTION_REQUEST_HEAD: matcher.policy.limits.request_head,
-            patches.OPTION_REQUEST_HEADERS: matcher.policy.limits.request_headers,
+            framing.OPTION_REQUEST_HEAD: matcher.policy.limits.request_head,
+            framing.OPTION_REQUEST_HEADERS: matcher.policy.limits.request_headers,
         },
     )
     task = asyncio.ensure_future(master_.run())

@@ -81,7 +81,7 @@ def run(
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND jailed: its only way out is the policy proxy."""
-    from boundary import session
+    from boundary.run import session
 
     code = session.run(
         session.RunOptions(
@@ -264,7 +264,7 @@ def doctor() -> None:
     Prints one line per check (ok, warn or FAIL, what was found, how to fix it). Exit status: 0 when ready
     (warnings allowed), 1 when a check failed.
     """
-    from boundary import doctor as checks
+    from boundary.run import doctor as checks
 
     results = []
     for check, result in checks.run_checks(checks.CHECKS):

@@ -6,7 +6,7 @@ must be allowed by the policy on that port, and it is dialled at the operator's 
 the host resolver says — never at a synthetic 198.18.x address (asyncio skips getaddrinfo for IP literals, so an
 ungated proxy would dial one off-host).
 
-What the host resolver says passes the SSRF guard (`boundary.addresses`): the name is resolved once, every
+What the host resolver says passes the SSRF guard (`boundary.proxy.ssrf`): the name is resolved once, every
 answer is classified, and the first answer the guard passes is the address dialled, as an IP literal, so
 nothing resolves it again. `--resolve` answers are the operator's own and are not classified.
 """
@@ -19,9 +19,9 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from boundary.addresses import AddressGuard, Refusal, host_networks
-from boundary.fakedns import FakeDnsTable, is_synthetic
+from boundary.dns.fakedns import FakeDnsTable, is_synthetic
 from boundary.matcher import Matcher
+from boundary.proxy.ssrf import AddressGuard, Refusal, host_networks
 
 # Names the SSRF guard's refusals in the dial error, which mitmproxy shows in its 502 and the audit line's `error`.
 BLOCKED_ADDRESS: Final = "blocked-address"

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from boundary.dns.fakedns import SYNTHETIC_NETWORK, FakeDnsTable, answer, is_host_name, is_synthetic
 from boundary.errors import BoundaryError
-from boundary.fakedns import SYNTHETIC_NETWORK, FakeDnsTable, answer, is_host_name, is_synthetic
 
 A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SVCB, HTTPS, ANY = 1, 2, 5, 6, 12, 15, 16, 28, 64, 65, 255
 IN, CH = 1, 3

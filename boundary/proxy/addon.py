@@ -46,9 +46,8 @@ from mitmproxy.proxy import layer, server_hooks
 from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 from mitmproxy.tls import TlsData
 
-from boundary import audit, denial, patches
-from boundary.fakedns import FakeDnsTable
-from boundary.gate import BLOCKED_ADDRESS, is_blocked_address
+from boundary import audit
+from boundary.dns.fakedns import FakeDnsTable
 from boundary.matcher import REASON_ALLOWED, REASON_INVALID_HOST, Decision, Matcher, Request, deny
 from boundary.policy import (
     DEFAULT_REQUEST_HEAD,
@@ -57,6 +56,9 @@ from boundary.policy import (
     is_ip_literal,
     normalize_host,
 )
+from boundary.proxy import denial
+from boundary.proxy.gate import BLOCKED_ADDRESS, is_blocked_address
+from boundary.proxy.patches import framing
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +187,7 @@ def _malformed(request: http.Request, most_fields: int) -> Decision | None:
         except ValueError:
             return deny(REASON_PROTOCOL_ERROR)
     elif len(request.headers.fields) > most_fields:
-        return deny(patches.REASON_HEAD_TOO_LARGE)
+        return deny(framing.REASON_HEAD_TOO_LARGE)
     return None
 
 
@@ -195,7 +197,7 @@ _BAD_REQUEST_STATUS: Final = MappingProxyType(
         REASON_MALFORMED_HEADER: 400,
         REASON_PROTOCOL_ERROR: 400,
         REASON_INVALID_METHOD: 400,
-        patches.REASON_HEAD_TOO_LARGE: 431,
+        framing.REASON_HEAD_TOO_LARGE: 431,
     }
 )
 
@@ -348,12 +350,12 @@ class PolicyAddon:
     # --- hooks ---------------------------------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
-        """The request-head limits the patched layers read (`boundary.patches`); `start_proxy` sets the
+        """The request-head limits the patched layers read (`boundary.proxy.patches.framing`); `start_proxy` sets the
         policy's."""
-        loader.add_option(patches.OPTION_REQUEST_HEAD, int, DEFAULT_REQUEST_HEAD, "Largest request head (bytes).")
-        loader.add_option(patches.OPTION_REQUEST_HEADERS, int, DEFAULT_REQUEST_HEADERS, "Most request header fields.")
+        loader.add_option(framing.OPTION_REQUEST_HEAD, int, DEFAULT_REQUEST_HEAD, "Largest request head (bytes).")
+        loader.add_option(framing.OPTION_REQUEST_HEADERS, int, DEFAULT_REQUEST_HEADERS, "Most request header fields.")
 
-    def request_refused(self, refused: patches.Refusal) -> None:
+    def request_refused(self, refused: framing.Refusal) -> None:
         """A request head mitmproxy's layers refused before any HTTP hook: too large, or not understood."""
         try:
             name, port, address = self._destination(refused.server)

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from boundary import doctor
-from boundary.doctor import (
+from boundary.matcher import REASON_ALLOWED, REASON_NO_MATCHING_RULE, Matcher, Request
+from boundary.policy import parse_policy
+from boundary.run import doctor
+from boundary.run.doctor import (
     CHECKS,
     SELFTEST_ALLOWED,
     SELFTEST_DENIED,
@@ -39,8 +41,6 @@ from boundary.doctor import (
     summary,
     userns_result,
 )
-from boundary.matcher import REASON_ALLOWED, REASON_NO_MATCHING_RULE, Matcher, Request
-from boundary.policy import parse_policy
 from tests.support.tools import requires_userns
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
