@@ -157,28 +157,60 @@ def _setup_logging(stream: TextIO) -> None:
     logging.getLogger("boundary").setLevel(logging.INFO)
 
 
-def run(options: RunOptions) -> int:
-    env = dict(os.environ)
-    policy = load_policy(options.policy)
-    matcher = Matcher(policy)
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Every input of a run, checked once before anything starts: what the rest of the run works from."""
+
+    options: RunOptions
+    env: dict[str, str]  # boundary's own environment, which the workload's is made from
+    matcher: Matcher
+    overrides: dict[tuple[str, int], tuple[str, int]]  # --resolve
+    extra_cas: bytes  # --upstream-ca, PEM
+    invoker: Identity
+    workload: Identity
+    user_binds: tuple[BindRequest, ...]  # --bind
+    run_id: str
+    started: datetime
+
+    @property
+    def log_path(self) -> Path:
+        if self.options.log:
+            return Path(self.options.log)
+        return audit.default_log_path(self.run_id, self.env, self.started)
+
+
+def plan(options: RunOptions, env: dict[str, str]) -> RunPlan:
+    """Check every input of `options` (BoundaryError, quoting the bad one, on the first problem)."""
+    matcher = Matcher(load_policy(options.policy))
     overrides = override_table([parse_resolve(text) for text in options.resolve])
     extra_cas = _read_upstream_cas(options.upstream_ca)
     invoker, workload = identities(options.user, env, os.getuid(), os.getgid())
     user_binds = _user_binds(options.binds)
     _check_command(options.argv, env)
+    return RunPlan(
+        options=options,
+        env=env,
+        matcher=matcher,
+        overrides=overrides,
+        extra_cas=extra_cas,
+        invoker=invoker,
+        workload=workload,
+        user_binds=user_binds,
+        run_id=audit.new_run_id(),
+        started=datetime.now(UTC),
+    )
 
-    run_id = audit.new_run_id()
-    now = datetime.now(UTC)
-    log_path = Path(options.log) if options.log else audit.default_log_path(run_id, env, now)
+
+def run(options: RunOptions) -> int:
+    checked = plan(options, dict(os.environ))
+    log_path = checked.log_path
     # No link on the log's path that the workload could have planted in an earlier run (see audit.LinkTrust).
-    log = audit.AuditLog(log_path, audit.LinkTrust(workload.uid))
-    ca = generate_ca(run_id, now)
-    rundir = Path(tempfile.mkdtemp(prefix=f"boundary-{run_id}-"))
+    log = audit.AuditLog(log_path, audit.LinkTrust(checked.workload.uid))
+    ca = generate_ca(checked.run_id, checked.started)
+    rundir = Path(tempfile.mkdtemp(prefix=f"boundary-{checked.run_id}-"))
     code: int | None = None
     try:
-        code = _run_in(
-            rundir, options, env, matcher, overrides, extra_cas, invoker, workload, user_binds, run_id, log, ca
-        )
+        code = _run_in(rundir, checked, log, ca)
         return code
     finally:
         # The jail is gone by now. Its mounts kept the log's place from inside; whatever else took it must not
@@ -192,20 +224,8 @@ def run(options: RunOptions) -> int:
             print(f"boundary: audit log: {log_path}", file=sys.stderr)
 
 
-def _run_in(
-    rundir: Path,
-    options: RunOptions,
-    env: dict[str, str],
-    matcher: Matcher,
-    overrides: dict[tuple[str, int], tuple[str, int]],
-    extra_cas: bytes,
-    invoker: Identity,
-    workload: Identity,
-    user_binds: tuple[BindRequest, ...],
-    run_id: str,
-    log: audit.AuditLog,
-    ca: RunCA,
-) -> int:
+def _run_in(rundir: Path, plan: RunPlan, log: audit.AuditLog, ca: RunCA) -> int:
+    options, env, invoker, workload = plan.options, plan.env, plan.invoker, plan.workload
     rundir.chmod(0o755)  # the helper may bind these files as another uid
     system_bundle = find_system_bundle()
     bundle = rundir / "ca-bundle.crt"
@@ -213,7 +233,7 @@ def _run_in(
     _write(rundir / "resolv.conf", RESOLV_CONF.encode())
     _write(rundir / "hosts", HOSTS.encode())
     upstream_trust = rundir / "upstream-trust.pem"
-    _write(upstream_trust, _upstream_trust(extra_cas))
+    _write(upstream_trust, _upstream_trust(plan.extra_cas))
     binds = [
         BindRequest(str(rundir / "resolv.conf"), "/etc/resolv.conf"),
         BindRequest(str(rundir / "hosts"), "/etc/hosts"),
@@ -243,7 +263,7 @@ def _run_in(
             mounts.host_path,
             env,
             os.getcwd(),
-            [*binds, *user_binds, *protected],
+            [*binds, *plan.user_binds, *protected],
             workload,
             sockets=mounts.home_sockets(workload.home or env.get("HOME")),
             pinned=[log.canonical],
@@ -251,7 +271,7 @@ def _run_in(
         take_terminal=take_terminal,
     )
     _check_command_visible(options.argv[0], env, spec.mounts)
-    print(f"boundary: run {run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)
+    print(f"boundary: run {plan.run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)
     jail = helper.start_jail(spec)
     # The jail's binds hold their files now: remove the directory at once, so even a `kill -9` of boundary
     # leaves nothing behind. The proxy reads the upstream trust through an open descriptor.
@@ -264,7 +284,8 @@ def _run_in(
     from boundary.run import serving
 
     try:
-        return serving.serve(jail, serving.ProxySettings(matcher, overrides, log, run_id, ca, upstream_trust))
+        settings = serving.ProxySettings(plan.matcher, plan.overrides, log, plan.run_id, ca, upstream_trust)
+        return serving.serve(jail, settings)
     finally:
         jail.kill()
         os.close(trust_fd)
@@ -289,4 +310,4 @@ def _reclaim_terminal() -> None:
         signal.signal(signal.SIGTTOU, previous)
 
 
-__all__ = ["BoundaryError", "RunOptions", "run"]
+__all__ = ["BoundaryError", "RunOptions", "RunPlan", "plan", "run"]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,12 +23,14 @@ from boundary.errors import UsageError
 from boundary.jail.mounts import host_path
 from boundary.jail.plan import BindRequest, Identity, mount_plan
 from boundary.run.session import (
+    RunOptions,
     _check_command,
     _check_command_visible,
     _read_upstream_cas,
     _upstream_trust,
     _user_binds,
     identities,
+    plan,
 )
 
 NOBODY = pwd.getpwnam("nobody")
@@ -274,3 +278,37 @@ def test_a_command_reached_through_a_link_in_a_hidden_tree_is_refused() -> None:
         _check_command_visible("true", {"PATH": "/usr/bin:/bin"}, actions)  # a system tool: fine
     finally:
         link.unlink()
+
+
+# --- the plan: every input checked once ------------------------------------------------------------------
+
+
+def _policy(tmp_path: Path) -> str:
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nallow:\n  - domain: example.test\n")
+    return str(path)
+
+
+def test_a_plan_holds_every_checked_input_and_cannot_change(tmp_path: Path) -> None:
+    options = RunOptions(policy=_policy(tmp_path), argv=("true",), resolve=("example.test:443:127.0.0.1",))
+    checked = plan(options, {"PATH": os.defpath, "HOME": str(tmp_path)})
+    assert checked.overrides == {("example.test", 443): ("127.0.0.1", 443)}
+    assert checked.matcher.allows_destination("example.test", 443)
+    assert checked.log_path.name.endswith(f"-{checked.run_id}.jsonl")
+    assert checked.log_path.is_relative_to(tmp_path / ".local" / "state" / "boundary")
+    with pytest.raises(AttributeError):
+        checked.run_id = "other"  # type: ignore[misc]  # frozen: what the assignment checks
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"resolve": ("nonsense",)}, "--resolve 'nonsense'"),
+        ({"argv": ("no-such-command-here",)}, "command not found: 'no-such-command-here'"),
+        ({"binds": ("/no/such/path",)}, "--bind '/no/such/path': no such file or directory"),
+    ],
+)
+def test_a_plan_refuses_a_bad_input_quoting_it(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    options = RunOptions(**{"policy": _policy(tmp_path), "argv": ("true",), **change})
+    with pytest.raises(UsageError, match=re.escape(message)):
+        plan(options, {"PATH": os.defpath})
