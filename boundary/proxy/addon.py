@@ -31,6 +31,7 @@ hook here runs under `_fail_closed`, which denies the flow on any exception.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -72,9 +73,40 @@ REASON_PROTOCOL_ERROR = "protocol-error"
 REASON_INVALID_METHOD = "invalid-method"
 REASON_TLS_ERROR = "tls-error"
 
-_DECISION = "boundary.decision"
-_SCHEME = "boundary.scheme"
-_LOGGED = "boundary.logged"
+_CHECKED = "boundary.checked"
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What a request hook decided of a flow, for the hooks after it: the one entry boundary keeps in
+    `flow.metadata`, replaced (never changed) when a later hook turns the decision into a denial."""
+
+    decision: Decision
+    host: str | None
+    port: int
+    scheme: str | None = None  # None: the client connection's
+    logged: bool = False  # its audit line is written
+
+
+def _checked(flow: http.HTTPFlow) -> Checked | None:
+    return flow.metadata.get(_CHECKED)
+
+
+def _note(flow: http.HTTPFlow, checked: Checked) -> None:
+    flow.metadata[_CHECKED] = checked
+
+
+def _scheme_of(flow: http.HTTPFlow) -> str:
+    checked = _checked(flow)
+    return (checked.scheme if checked else None) or _scheme(flow.client_conn)
+
+
+def _denied(flow: http.HTTPFlow, reason: str) -> None:
+    """A later hook's denial of a flow a request hook decided: its decision replaced, the rest kept."""
+    checked = _checked(flow)
+    assert checked is not None
+    _note(flow, dataclasses.replace(checked, decision=deny(reason)))
+
 
 F = TypeVar("F", bound=Callable[..., None])
 
@@ -397,8 +429,7 @@ class PolicyAddon:
     @_fail_closed
     def http_connect(self, flow: http.HTTPFlow) -> None:
         decision, host, port = self._connect_decision(flow)
-        flow.metadata[_DECISION] = (decision, host, port)
-        flow.metadata[_SCHEME] = "http"
+        _note(flow, Checked(decision, host, port, "http"))
         if not decision.allowed:
             self._respond_denied(flow, decision, host, port)
             return
@@ -414,14 +445,12 @@ class PolicyAddon:
         if flow.error is not None:
             # mitmproxy's own checks refused the head (e.g. Content-Length with Transfer-Encoding) and will
             # answer 400 itself once this hook returns: the line says so, whatever the policy would have said.
-            flow.metadata[_DECISION] = (deny(_refusal_reason(flow.error.msg)), host, port)
-            flow.metadata[_SCHEME] = scheme
+            _note(flow, Checked(deny(_refusal_reason(flow.error.msg)), host, port, scheme))
             self._log_flow(flow, 400, error=flow.error.msg)
             return
         # A request no server should see is refused as such (400), whatever the policy says of how it reads.
         decision = _malformed(flow.request, self.matcher.policy.limits.request_headers) or decision
-        flow.metadata[_DECISION] = (decision, host, port)
-        flow.metadata[_SCHEME] = scheme
+        _note(flow, Checked(decision, host, port, scheme))
         if decision.reason in _BAD_REQUEST_STATUS:
             self._respond_denied(flow, decision, host, port, status=_BAD_REQUEST_STATUS[decision.reason])
         elif decision.allowed:
@@ -443,8 +472,7 @@ class PolicyAddon:
         assert flow.response is not None
         if flow.response.status_code == 101 and not _is_websocket_switch(flow):
             # mitmproxy would relay whatever follows as a raw stream (h2c: HTTP/2 to any path) unchecked.
-            _, host, port = flow.metadata[_DECISION]
-            flow.metadata[_DECISION] = (deny(REASON_PROTOCOL_SWITCH), host, port)
+            _denied(flow, REASON_PROTOCOL_SWITCH)
             upgrade = flow.response.headers.get("Upgrade")
             self._log_flow(flow, None, error=f"upstream switched protocols to {upgrade!r}; connection closed")
             flow.kill()
@@ -463,10 +491,9 @@ class PolicyAddon:
     def error(self, flow: http.HTTPFlow) -> None:
         try:
             message = flow.error.msg if flow.error else None
-            if message and is_blocked_address(message) and _DECISION in flow.metadata:
+            if message and is_blocked_address(message) and _checked(flow) is not None:
                 # The policy allowed the request, but the gate refused the address its name led to: a denial.
-                _, host, port = flow.metadata[_DECISION]
-                flow.metadata[_DECISION] = (deny(BLOCKED_ADDRESS), host, port)
+                _denied(flow, BLOCKED_ADDRESS)
             self._log_flow(flow, None, error=message)
         except Exception:
             logger.exception("boundary: audit of a failed flow failed")
@@ -552,7 +579,7 @@ class PolicyAddon:
             body = denial.denial_text(decision.reason, None, f"CONNECT {host}:{port}", host, port, None)
         else:
             path = flow.request.path
-            scheme = flow.metadata.get(_SCHEME) or _scheme(flow.client_conn)
+            scheme = _scheme_of(flow)
             url = f"{scheme}://{host}{'' if port in (80, 443) else f':{port}'}{path}"
             body = denial.denial_text(decision.reason, flow.request.method, url, host, port, path)
         flow.response = http.Response.make(
@@ -564,21 +591,23 @@ class PolicyAddon:
                 denial.HEADER_REASON: decision.reason,
             },
         )
-        flow.metadata[_DECISION] = (decision, host, port)
+        earlier = _checked(flow)
+        _note(flow, Checked(decision, host, port, earlier.scheme if earlier else None))
         self._log_flow(flow, status)
 
     def _log_flow(self, flow: http.HTTPFlow, status: int | None, error: str | None = None) -> None:
-        if flow.metadata.get(_LOGGED) or _DECISION not in flow.metadata:
+        checked = _checked(flow)
+        if checked is None or checked.logged:
             return
-        flow.metadata[_LOGGED] = True
-        decision, host, port = flow.metadata[_DECISION]
+        _note(flow, dataclasses.replace(checked, logged=True))
+        decision = checked.decision
         extra = {"error": error} if error else {}
         self._write(
             decision,
             method=_audited_method(flow.request, decision),
-            scheme=flow.metadata.get(_SCHEME) or _scheme(flow.client_conn),
-            host=host,
-            port=port,
+            scheme=_scheme_of(flow),
+            host=checked.host,
+            port=checked.port,
             path=None if flow.request.method == "CONNECT" else flow.request.path,
             status=status,
             **extra,

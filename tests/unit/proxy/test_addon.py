@@ -210,7 +210,7 @@ class Harness:
     def tunnel_flow(self, connect: http.HTTPFlow, *, sni: str | None = SAME, host: str | None = SAME) -> http.HTTPFlow:
         """A request inside the tunnel an allowed CONNECT opened: a transparent flow whose server address is the
         one `http_connect` gave the target, on the proxy client's connection (now speaking TLS)."""
-        target = connect.metadata["boundary.decision"][1]
+        target = connect.metadata["boundary.checked"].host
         flow = self.http_flow(target, connect.request.port, sni=sni, host=host)
         flow.client_conn = connect.client_conn
         flow.client_conn.tls = True
