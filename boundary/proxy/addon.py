@@ -49,23 +49,18 @@ from mitmproxy.tls import TlsData
 
 from boundary import audit
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.matcher import REASON_ALLOWED, REASON_INVALID_HOST, Decision, Matcher, Request, deny
+from boundary.matcher import REASON_ALLOWED, Decision, Matcher, Request, deny
 from boundary.policy import (
     DEFAULT_REQUEST_HEAD,
     DEFAULT_REQUEST_HEADERS,
     TOKEN_BYTES,
-    is_ip_literal,
-    normalize_host,
 )
-from boundary.proxy import denial
+from boundary.proxy import denial, identity
 from boundary.proxy.gate import BLOCKED_ADDRESS, is_blocked_address
 from boundary.proxy.patches import framing
 
 logger = logging.getLogger(__name__)
 
-REASON_HOST_MISMATCH = "host-mismatch"
-REASON_SNI_MISMATCH = "sni-mismatch"
-REASON_IP_LITERAL = "ip-literal"
 REASON_INTERNAL_ERROR = "internal-error"
 REASON_MALFORMED_HEADER = "malformed-header"
 REASON_PROTOCOL_SWITCH = "protocol-switch"
@@ -123,18 +118,6 @@ def _fail_closed[F: Callable[..., None]](hook: F) -> F:
     return guarded  # type: ignore[return-value]
 
 
-def split_host_header(value: str) -> tuple[str, int | None]:
-    """`example.com:8443` -> ("example.com", 8443); `[::1]:80` -> ("::1", 80); no port -> None."""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port_text = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
-    if port_text.isdigit():
-        return host, int(port_text)
-    return (host if port_text == "" else value), None
-
-
 # A request line's method, then the start of an absolute-form target (`scheme://`). Bytes beyond this bound
 # without a decision are not a proxy request (scheme names are short), so a client is never kept waiting.
 _METHOD = re.compile(rb"[A-Za-z]{1,20}")
@@ -161,20 +144,6 @@ def proxy_form(data: bytes) -> bool | None:
     return None if b"://".startswith(rest) and len(data) < _PROXY_FORM_WITHIN else False
 
 
-def _canonical(host: str) -> str | None:
-    """The policy's name for `host`, or None for an IP literal or a string that names no host."""
-    if is_ip_literal(host):
-        return None
-    try:
-        return normalize_host(host)
-    except ValueError:
-        return None
-
-
-def _unnamed(host: str) -> Decision:
-    return deny(REASON_IP_LITERAL if is_ip_literal(host) else REASON_INVALID_HOST)
-
-
 def _scheme(client: connection.Client, *, http: bool = True) -> str:
     if http:
         return "https" if client.tls else "http"
@@ -184,15 +153,6 @@ def _scheme(client: connection.Client, *, http: bool = True) -> str:
 def _is_multiplexed(request: http.Request) -> bool:
     """HTTP/2 and HTTP/3 carry `:authority` in place of Host; HTTP/1 has an authority only in absolute-form."""
     return request.is_http2 or request.is_http3
-
-
-def _same_host(a: str | None, b: str) -> bool:
-    return a is not None and (a.lower().removesuffix(".") == b or _canonical(a) == b)
-
-
-def _host_header_agrees(header: str | None, name: str, port: int) -> bool:
-    header_host, header_port = split_host_header(header) if header else (None, None)
-    return _same_host(header_host, name) and header_port in (None, port)
 
 
 def _bad_field(headers: http.Headers) -> bool:
@@ -320,16 +280,18 @@ class PolicyAddon:
             return self._proxy_request_decision(flow)
         scheme = _scheme(flow.client_conn)
         name, port, address = self._destination(flow.server_conn)
-        if name is None:
-            return deny(REASON_IP_LITERAL), scheme, address, port
-        if flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
-            return deny(REASON_SNI_MISMATCH), scheme, name, port
-        if not _host_header_agrees(flow.request.host_header, name, port):
-            return deny(REASON_HOST_MISMATCH), scheme, name, port
-        # HTTP/1 absolute-form (`GET https://other/ HTTP/1.1`): the origin server would route by it, not by Host.
-        authority = flow.request.authority
-        if authority and not _is_multiplexed(flow.request) and not _host_header_agrees(authority, name, port):
-            return deny(REASON_HOST_MISMATCH), scheme, name, port
+        refused = identity.check_direct(
+            name,
+            port,
+            sni=flow.client_conn.sni,
+            tls=bool(flow.client_conn.tls),
+            host_header=flow.request.host_header,
+            # HTTP/1 absolute-form (`GET https://other/ HTTP/1.1`): the origin server would route by it.
+            authority=None if _is_multiplexed(flow.request) else flow.request.authority,
+        )
+        if refused is not None:
+            return refused, scheme, name if name is not None else address, port
+        assert name is not None
         request = Request(scheme, name, port, flow.request.method, flow.request.path)
         return self.matcher.decide(request), scheme, name, port
 
@@ -337,12 +299,9 @@ class PolicyAddon:
         """A request to a proxy: mitmproxy took host and port from the absolute URL (or, for origin-form, from
         Host); a Host header that is present must agree. Without one, the URL alone names the host."""
         scheme, target, port = flow.request.scheme, flow.request.host, flow.request.port
-        name = _canonical(target)
-        if name is None:
-            return _unnamed(target), scheme, target, port
-        host_header = flow.request.host_header
-        if host_header is not None and not _host_header_agrees(host_header, name, port):
-            return deny(REASON_HOST_MISMATCH), scheme, name, port
+        name, refused = identity.check_target(target, port, flow.request.host_header)
+        if refused is not None or name is None:
+            return refused or identity.unnamed(target), scheme, name or target, port
         request = Request(scheme, name, port, flow.request.method, flow.request.path)
         return self.matcher.decide(request), scheme, name, port
 
@@ -350,12 +309,9 @@ class PolicyAddon:
         """A CONNECT opens a tunnel to host:port; what is sent through it is decided request by request, so
         here the destination alone counts (like the dial gate), with the rule if one allows any stream."""
         target, port = flow.request.host, flow.request.port
-        name = _canonical(target)
-        if name is None:
-            return _unnamed(target), target, port
-        host_header = flow.request.host_header
-        if host_header is not None and not _host_header_agrees(host_header, name, port):
-            return deny(REASON_HOST_MISMATCH), name, port
+        name, refused = identity.check_target(target, port, flow.request.host_header)
+        if refused is not None or name is None:
+            return refused or identity.unnamed(target), name or target, port
         stream = self.matcher.decide(Request("tcp", name, port, None, None))
         if not stream.allowed and self.matcher.allows_destination(name, port):
             return Decision("allow", REASON_ALLOWED), name, port
@@ -369,7 +325,7 @@ class PolicyAddon:
             default = 443 if flow.request.scheme == "https" else 80
             canonical = name if port == default else f"{name}:{port}"
         else:
-            _, header_port = split_host_header(header)
+            _, header_port = identity.split_host_header(header)
             canonical = name if header_port is None else f"{name}:{header_port}"
         if header != canonical:
             flow.request.host_header = canonical
@@ -503,9 +459,9 @@ class PolicyAddon:
         name, port, address = self._destination(flow.server_conn)
         scheme = _scheme(flow.client_conn, http=False)
         if name is None:
-            decision = deny(REASON_IP_LITERAL)
-        elif flow.client_conn.tls and not _same_host(flow.client_conn.sni, name):
-            decision = deny(REASON_SNI_MISMATCH)
+            decision = deny(identity.REASON_IP_LITERAL)
+        elif flow.client_conn.tls and not identity.same_host(flow.client_conn.sni, name):
+            decision = deny(identity.REASON_SNI_MISMATCH)
         else:
             decision = self.matcher.decide(Request(scheme, name, port, None, None))
         host = name if name is not None else address

@@ -29,7 +29,7 @@ from boundary.audit import AuditLog
 from boundary.dns.fakedns import FakeDnsTable
 from boundary.matcher import Decision, Matcher, Request
 from boundary.policy import parse_policy
-from boundary.proxy.addon import PolicyAddon, proxy_form, split_host_header
+from boundary.proxy.addon import PolicyAddon, proxy_form
 from boundary.proxy.gate import DialRefused, blocked_message
 from boundary.proxy.ssrf import Refusal
 
@@ -51,30 +51,6 @@ SAME = "<same as the destination>"
 IP_LITERAL = "203.0.113.7"
 PROXY = "proxy.example"  # where the agent thinks its proxy is
 PROXY_PORT = 3128
-
-
-# --- split_host_header --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("example.com", ("example.com", None)),
-        ("example.com:8443", ("example.com", 8443)),
-        ("example.com:", ("example.com", None)),
-        ("[::1]", ("::1", None)),
-        ("[::1]:80", ("::1", 80)),
-        ("[::1]:", ("::1", None)),
-        ("::1", ("::1", None)),  # unbracketed IPv6: the colons are not a port separator
-        ("example.com:https", ("example.com:https", None)),  # bad port text: the whole value, no port
-        ("example.com:-1", ("example.com:-1", None)),
-        ("[::1]:http", ("[::1]:http", None)),
-        ("a:1:2", ("a:1:2", None)),
-    ],
-)
-def test_split_host_header(value: str, expected: tuple[str, int | None]) -> None:
-    """A Host header splits into host and port; anything that is not a clean port keeps the value whole."""
-    assert split_host_header(value) == expected
 
 
 # --- harness --------------------------------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""Specification of the identity checks (boundary/proxy/identity.py): which names a request may carry for the
+destination it reached, and the denial when one names another."""
+
+from __future__ import annotations
+
+import pytest
+
+from boundary.proxy.identity import check_direct, check_target, split_host_header
+
+# --- split_host_header --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("example.com", ("example.com", None)),
+        ("example.com:8443", ("example.com", 8443)),
+        ("example.com:", ("example.com", None)),
+        ("[::1]", ("::1", None)),
+        ("[::1]:80", ("::1", 80)),
+        ("[::1]:", ("::1", None)),
+        ("::1", ("::1", None)),  # unbracketed IPv6: the colons are not a port separator
+        ("example.com:https", ("example.com:https", None)),  # bad port text: the whole value, no port
+        ("example.com:-1", ("example.com:-1", None)),
+        ("[::1]:http", ("[::1]:http", None)),
+        ("a:1:2", ("a:1:2", None)),
+    ],
+)
+def test_split_host_header(value: str, expected: tuple[str, int | None]) -> None:
+    """A Host header splits into host and port; anything that is not a clean port keeps the value whole."""
+    assert split_host_header(value) == expected
+
+
+# --- a direct connection: SNI, Host, absolute-form authority -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "sni", "tls", "host_header", "authority", "reason"),
+    [
+        pytest.param("api.test", "api.test", True, "api.test", None, None, id="all-agree"),
+        pytest.param("api.test", None, False, "API.test.:443", None, None, id="case-dot-port"),
+        pytest.param(None, None, False, "api.test", None, "ip-literal", id="no-synthetic-address"),
+        pytest.param("api.test", "other.test", True, "api.test", None, "sni-mismatch", id="sni"),
+        pytest.param("api.test", None, True, "api.test", None, "sni-mismatch", id="tls-without-sni"),
+        pytest.param("api.test", "api.test", True, "other.test", None, "host-mismatch", id="host"),
+        pytest.param("api.test", None, False, "api.test:8443", None, "host-mismatch", id="host-port"),
+        pytest.param("api.test", None, False, None, None, "host-mismatch", id="no-host"),
+        pytest.param("api.test", None, False, "api.test", "other.test", "host-mismatch", id="absolute-form"),
+        pytest.param("api.test", None, False, "api.test", "api.test:443", None, id="absolute-form-agrees"),
+    ],
+)
+def test_a_direct_request_must_name_its_destination_everywhere(
+    name: str | None, sni: str | None, tls: bool, host_header: str | None, authority: str | None, reason: str | None
+) -> None:
+    refused = check_direct(name, 443, sni=sni, tls=tls, host_header=host_header, authority=authority)
+    assert (refused.reason if refused else None) == reason
+
+
+# --- a request to a proxy, a CONNECT: its own target ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "host_header", "expected"),
+    [
+        ("API.Test.", None, ("api.test", None)),
+        ("api.test", "api.test:443", ("api.test", None)),
+        ("api.test", "other.test", ("api.test", "host-mismatch")),
+        ("203.0.113.7", None, (None, "ip-literal")),
+        ("bad_name!", None, (None, "invalid-host")),
+    ],
+)
+def test_a_proxy_target_is_checked_like_a_destination(
+    target: str, host_header: str | None, expected: tuple[str | None, str | None]
+) -> None:
+    name, refused = check_target(target, 443, host_header)
+    assert (name, refused.reason if refused else None) == expected
