@@ -16,7 +16,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from boundary.jail.plan import SYSTEM_BUNDLES
+# Well-known system trust stores, most common first. The first that exists is overmounted in
+# the jail (session), holding the system's CAs and the run's.
+SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Arch, Gentoo
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
+    "/etc/ssl/cert.pem",  # Alpine, macOS-like layouts
+)
+
 
 # Clients on the host may disagree with us about the time by a little: start the validity in the past.
 _CLOCK_SKEW = datetime.timedelta(hours=1)

@@ -57,15 +57,6 @@ PROXY_VARIABLES = (
     "ftp_proxy",
 )
 
-# Well-known system trust stores, most common first. The first that exists is overmounted in the jail.
-SYSTEM_BUNDLES = (
-    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Arch, Gentoo
-    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
-    "/etc/ssl/ca-bundle.pem",  # openSUSE
-    "/etc/ssl/cert.pem",  # Alpine, macOS-like layouts
-)
-
-
 def nft_ruleset(proxy_port: int = PROXY_PORT, dns_port: int = DNS_PORT) -> str:
     """The jail's whole ruleset, applied atomically with `nft -f -` inside the jail's netns."""
     return f"""\

@@ -115,7 +115,7 @@ def _fail_closed[F: Callable[..., None]](hook: F) -> F:
             logger.exception("boundary: policy hook %s failed; denying", hook.__name__)
             self.deny_on_error(subject)
 
-    return guarded  # type: ignore[return-value]
+    return guarded  # type: ignore[return-value]  # wraps() keeps the signature; mypy cannot see it is F
 
 
 # A request line's method, then the start of an absolute-form target (`scheme://`). Bytes beyond this bound
@@ -579,6 +579,6 @@ class PolicyAddon:
                 decision=decision.verdict,
                 rule=decision.rule.id if decision.rule else None,
                 reason=decision.reason,
-                **request,  # type: ignore[arg-type]
+                **request,  # type: ignore[arg-type]  # one dict of str | int | None for typed keywords
             )
         )

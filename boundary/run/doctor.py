@@ -37,9 +37,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from boundary.ca import RunCA, find_system_bundle, generate_ca
+from boundary.ca import SYSTEM_BUNDLES, RunCA, find_system_bundle, generate_ca
 from boundary.jail.netns import NFT
-from boundary.jail.plan import SYSTEM_BUNDLES, nft_ruleset
+from boundary.jail.plan import nft_ruleset
 from boundary.proxy.ssrf import IPAddress, IPNetwork, host_networks
 
 __all__ = [
