@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Required, TypedDict, Unpack
 
 import pytest
 
@@ -271,6 +271,27 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+class _Where(TypedDict, total=False):
+    """Where and as whom a command runs (see ``prepare``); ``rootless`` is always given."""
+
+    rootless: Required[bool]
+    env: Mapping[str, str] | None
+    cwd: str | os.PathLike[str] | None
+    home: Path | None
+    expose: Iterable[Path]
+
+
+class RunArgs(_Where, total=False):
+    timeout: float
+    input: bytes | None
+
+
+class SpawnArgs(_Where, total=False):
+    stdin: StdIO
+    stdout: StdIO
+    stderr: StdIO
+
+
 def run_command(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -343,27 +364,10 @@ def python_argv(python_args: Sequence[str | os.PathLike[str]]) -> list[str | os.
 
 
 def run_python(
-    python_args: Sequence[str | os.PathLike[str]],
-    *,
-    rootless: bool,
-    env: Mapping[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    timeout: float = 60,
-    input: bytes | None = None,
-    home: Path | None = None,
-    expose: Iterable[Path] = (),
+    python_args: Sequence[str | os.PathLike[str]], **how: Unpack[RunArgs]
 ) -> subprocess.CompletedProcess[bytes]:
     """``run_command`` of the venv's Python with ``python_args``."""
-    return run_command(
-        python_argv(python_args),
-        rootless=rootless,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        input=input,
-        home=home,
-        expose=expose,
-    )
+    return run_command(python_argv(python_args), **how)
 
 
 def boundary_argv(args: Sequence[str]) -> list[str | os.PathLike[str]]:
@@ -436,80 +440,19 @@ def hidden_below(path: Path, trees: Iterable[Path]) -> bool:
     return any(path != tree and path.is_relative_to(tree) for tree in trees)
 
 
-def run_boundary(
-    args: list[str],
-    *,
-    rootless: bool,
-    env: dict[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    timeout: float = 60,
-    input: bytes | None = None,
-    home: Path | None = None,
-    expose: Iterable[Path] = (),
-) -> subprocess.CompletedProcess[bytes]:
+def run_boundary(args: list[str], **how: Unpack[RunArgs]) -> subprocess.CompletedProcess[bytes]:
     """``python -m boundary ARGS`` from the venv, to completion (see ``run_command``)."""
-    return run_python(
-        ["-m", "boundary", *checkout_shown(args)],
-        rootless=rootless,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        input=input,
-        home=home,
-        expose=expose,
-    )
+    return run_python(["-m", "boundary", *checkout_shown(args)], **how)
 
 
-def spawn_python(
-    python_args: Sequence[str | os.PathLike[str]],
-    *,
-    rootless: bool,
-    env: Mapping[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    home: Path | None = None,
-    expose: Iterable[Path] = (),
-    stdin: StdIO = subprocess.DEVNULL,
-    stdout: StdIO = subprocess.PIPE,
-    stderr: StdIO = subprocess.PIPE,
-) -> subprocess.Popen[bytes]:
+def spawn_python(python_args: Sequence[str | os.PathLike[str]], **how: Unpack[SpawnArgs]) -> subprocess.Popen[bytes]:
     """``spawn_command`` of the venv's Python with ``python_args``."""
-    return spawn_command(
-        python_argv(python_args),
-        rootless=rootless,
-        env=env,
-        cwd=cwd,
-        home=home,
-        expose=expose,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-    )
+    return spawn_command(python_argv(python_args), **how)
 
 
-def spawn_boundary(
-    args: list[str],
-    *,
-    rootless: bool,
-    env: dict[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    home: Path | None = None,
-    expose: Iterable[Path] = (),
-    stdin: StdIO = subprocess.DEVNULL,
-    stdout: StdIO = subprocess.PIPE,
-    stderr: StdIO = subprocess.PIPE,
-) -> subprocess.Popen[bytes]:
+def spawn_boundary(args: list[str], **how: Unpack[SpawnArgs]) -> subprocess.Popen[bytes]:
     """``python -m boundary ARGS`` from the venv, started in the background (see ``spawn_command``)."""
-    return spawn_python(
-        ["-m", "boundary", *checkout_shown(args)],
-        rootless=rootless,
-        env=env,
-        cwd=cwd,
-        home=home,
-        expose=expose,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-    )
+    return spawn_python(["-m", "boundary", *checkout_shown(args)], **how)
 
 
 # --- processes ---------------------------------------------------------------------------------------------
