@@ -1,7 +1,10 @@
 """mitmproxy as a library: one `Master`, our minimal addon list, the jail's socket, and one gate for dials.
 
-Importing this module imports mitmproxy (~0.45 s); the session does it only after the jail is running, so the
-workload never waits for it (its first connections sit in the listening socket's backlog meanwhile).
+Importing this module imports mitmproxy, which takes a while; the session does it only after the jail is running,
+so the workload never waits for it (its first connections sit in the listening socket's backlog meanwhile).
+Importing it patches nothing: `start_proxy` applies `boundary.proxy.patches`, the one place that uses private
+APIs of mitmproxy and its libraries, before the master runs (and refuses to start if this mitmproxy lacks what
+they need).
 
 Every upstream connection mitmproxy makes goes through `asyncio.open_connection` -> `loop.create_connection`,
 which `boundary.proxy.gate.GatedEventLoop` checks.
@@ -13,7 +16,6 @@ the run, since the jail then has no way out.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import importlib.util
 import logging
 import socket
@@ -25,7 +27,8 @@ from typing import Any
 
 def _register_addons_package_bare() -> None:
     """Make `mitmproxy.addons` importable without running its `__init__`, which imports every default addon
-    (flask, ldap3, ... about 320 modules: ~0.3 s and ~16 MiB of RSS). We use three of them by hand."""
+    (flask, ldap3, ... hundreds of modules: time and memory at every start). We use three of them by hand.
+    It has to run before anything imports `mitmproxy.addons`: hence at the very top of this module."""
     if "mitmproxy.addons" in sys.modules:
         return
     spec = importlib.util.find_spec("mitmproxy.addons")
@@ -36,72 +39,25 @@ def _register_addons_package_bare() -> None:
 
 _register_addons_package_bare()
 
-from mitmproxy import certs, http, master, options  # noqa: E402 - after the addons package is registered bare
-from mitmproxy.addons import next_layer, proxyserver, tlsconfig  # noqa: E402
-from mitmproxy.proxy import layer  # noqa: E402
-from mitmproxy.proxy.context import Context  # noqa: E402
-from mitmproxy.proxy.layers import modes  # noqa: E402
-from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode  # noqa: E402
-from mitmproxy.proxy.mode_servers import ServerInstance  # noqa: E402
-from mitmproxy.tls import TlsData  # noqa: E402
-from OpenSSL import SSL  # noqa: E402
+from mitmproxy import certs, master, options  # noqa: E402 - after the bare registration
+from mitmproxy.addons import next_layer, proxyserver, tlsconfig  # noqa: E402 - after the bare registration
+from mitmproxy.proxy import layer  # noqa: E402 - after the bare registration
+from mitmproxy.proxy.layers import modes  # noqa: E402 - after the bare registration
+from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode  # noqa: E402 - after the bare registration
+from mitmproxy.proxy.mode_servers import ServerInstance  # noqa: E402 - after the bare registration
+from mitmproxy.tls import TlsData  # noqa: E402 - after the bare registration
 
-from boundary.audit import AuditLog  # noqa: E402
-from boundary.ca import RunCA  # noqa: E402
-from boundary.dns.fakedns import FakeDnsTable  # noqa: E402
-from boundary.matcher import Matcher  # noqa: E402
-from boundary.proxy.addon import PolicyAddon, proxy_form  # noqa: E402
-from boundary.proxy.gate import GatedEventLoop, UpstreamGate  # noqa: E402
-from boundary.proxy.patches import framing  # noqa: E402
-from boundary.proxy.patches.relay import RelayingHttpLayer, read_large  # noqa: E402
+from boundary.audit import AuditLog  # noqa: E402 - after the bare registration
+from boundary.ca import RunCA  # noqa: E402 - after the bare registration
+from boundary.dns.fakedns import FakeDnsTable  # noqa: E402 - after the bare registration
+from boundary.matcher import Matcher  # noqa: E402 - after the bare registration
+from boundary.proxy import patches  # noqa: E402 - after the bare registration
+from boundary.proxy.addon import PolicyAddon, proxy_form  # noqa: E402 - after the bare registration
+from boundary.proxy.gate import GatedEventLoop, UpstreamGate  # noqa: E402 - after the bare registration
+from boundary.proxy.patches import framing, lean  # noqa: E402 - after the bare registration
+from boundary.proxy.patches.relay import RelayingHttpLayer  # noqa: E402 - after the bare registration
 
 logger = logging.getLogger(__name__)
-
-
-def _skip_debug_only_type_checks() -> None:
-    """mitmproxy type-checks every field of every request and response it builds, but only `if __debug__`: it is
-    a development check that `python -O` drops. Measured here at ~15% of the proxy's CPU per request, and each
-    caught TypeError of a union field left a reference cycle (exception, traceback, frame) for the collector.
-    Drop it as -O would, without -O (which would also drop every assert, ours and mitmproxy's). The values come
-    from mitmproxy's own parsers; nothing of the policy depends on it."""
-    if "__post_init__" in vars(http.MessageData):
-        http.MessageData.__post_init__ = _no_post_init  # type: ignore[method-assign]
-
-
-def _no_post_init(self: http.MessageData) -> None:
-    return None
-
-
-_skip_debug_only_type_checks()
-read_large()
-framing.apply()
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def _keep_large_buffers() -> None:
-    """Serve buffers of up to 4 MiB from the heap and keep up to 16 MiB free at its top. By default glibc maps
-    each buffer over 128 KiB fresh from the kernel and gives it back when freed (its adaptive threshold does not
-    hold once two such buffers are freed together), so every 1 MiB read of an upload was page-faulted in anew:
-    ~160,000 faults and ~3 s of system CPU per GiB, an upload ~1.4x faster without. Not glibc: nothing to do."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, 4 << 20)
-        mallopt(_M_TRIM_THRESHOLD, 16 << 20)
-
-
-_keep_large_buffers()
-
-
-def _release_idle_buffers(tls_start: TlsData) -> None:
-    """SSL_MODE_RELEASE_BUFFERS on the new connection: idle, it hands its record buffers back (~27 KiB per TLS
-    connection, two per proxied connection; ~7 MiB less at 200 connections). pyOpenSSL has no per-connection
-    set_mode and refuses to change a context once used (mitmproxy caches them), so this goes through its
-    bindings, as mitmproxy's own TLS addon does for verification parameters."""
-    assert tls_start.ssl_conn is not None
-    lib = SSL._lib  # type: ignore[attr-defined]
-    lib.SSL_set_mode(tls_start.ssl_conn._ssl, lib.SSL_MODE_RELEASE_BUFFERS)
 
 
 class RunTlsConfig(tlsconfig.TlsConfig):
@@ -121,11 +77,13 @@ class RunTlsConfig(tlsconfig.TlsConfig):
 
     def tls_start_client(self, tls_start: TlsData) -> None:
         super().tls_start_client(tls_start)
-        _release_idle_buffers(tls_start)
+        assert tls_start.ssl_conn is not None
+        lean.release_idle_buffers(tls_start.ssl_conn)
 
     def tls_start_server(self, tls_start: TlsData) -> None:
         super().tls_start_server(tls_start)
-        _release_idle_buffers(tls_start)
+        assert tls_start.ssl_conn is not None
+        lean.release_idle_buffers(tls_start.ssl_conn)
 
 
 class JailNextLayer(next_layer.NextLayer):
@@ -134,19 +92,23 @@ class JailNextLayer(next_layer.NextLayer):
     an explicit HTTP proxy. Transparent mode would refuse a CONNECT with a bare 400 that no hook sees, and
     would forward an absolute-form request to whatever address the agent dialled."""
 
-    def _next_layer(self, context: Context, data_client: bytes, data_server: bytes) -> layer.Layer | None:
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        # mitmproxy's hook, not its private `_next_layer`: nothing here needs to be fenced in `patches`.
+        if nextlayer.layer:
+            return  # another addon chose, as mitmproxy's own addon respects
+        context = nextlayer.context
         top = next_layer.stack_match(context, [modes.TransparentProxy])
-        if top and context.client.transport_protocol == "tcp" and not data_server:
-            form = proxy_form(data_client)
+        if top and context.client.transport_protocol == "tcp" and not nextlayer.data_server():
+            form = proxy_form(nextlayer.data_client())
             if form is None:
-                raise next_layer.NeedsMoreData
+                return  # no layer yet: mitmproxy asks again with the next bytes
             if form:
-                return RelayingHttpLayer(context, HTTPMode.regular)
-        chosen = super()._next_layer(context, data_client, data_server)
-        if type(chosen) is HttpLayer:
+                nextlayer.layer = RelayingHttpLayer(context, HTTPMode.regular)
+                return
+        super().next_layer(nextlayer)
+        if type(nextlayer.layer) is HttpLayer:
             # Built and registered in its context by mitmproxy; the subclass only adds methods.
-            chosen.__class__ = RelayingHttpLayer
-        return chosen
+            nextlayer.layer.__class__ = RelayingHttpLayer
 
 
 def _certstore(ca: RunCA) -> certs.CertStore:
@@ -195,6 +157,8 @@ async def start_proxy(
     upstream_trust: Path,
     overrides: dict[tuple[str, int], tuple[str, int]],
 ) -> Proxy:
+    # Before anything of mitmproxy's runs; a RuntimeError naming what this mitmproxy lacks, if anything.
+    patches.apply()
     loop = asyncio.get_running_loop()
     if not isinstance(loop, GatedEventLoop):
         raise RuntimeError("the proxy must run on a GatedEventLoop")

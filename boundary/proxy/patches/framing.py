@@ -1,8 +1,8 @@
 """Where boundary changes mitmproxy's protocol layers: the one place that patches their private methods.
 
 Each patch closes a seam where one request could be read two ways, or where mitmproxy refuses something
-without any hook seeing it. `apply()` installs them all, once per process (the proxy calls it at import);
-tests/unit/proxy/patches/test_framing.py fails loudly when an upgrade of mitmproxy removes what a patch wraps.
+without any hook seeing it. `apply()` installs them all, once per process (`boundary.proxy.patches.apply`, which
+first checks that this mitmproxy still has what they wrap: `REQUIRED` there).
 
 - **h2 -> HTTP/1 framing** (`Http1Client.send`). mitmproxy writes an HTTP/2 request to an HTTP/1 server as its
   head plus the DATA, raw. Without a `content-length` the head has neither Content-Length nor
@@ -131,8 +131,8 @@ def _client_send(self: Http1Client, event: Any) -> layer.CommandGenerator[None]:
             event = RequestHeaders(event.stream_id, _framed_request(request, framing), event.end_stream)
         else:
             framing = None
-        self._boundary_framing = framing  # type: ignore[attr-defined]
-        self._boundary_trailers = None  # type: ignore[attr-defined]
+        self._boundary_framing = framing  # type: ignore[attr-defined]  # boundary's own, on mitmproxy's layer
+        self._boundary_trailers = None  # type: ignore[attr-defined]  # boundary's own, on mitmproxy's layer
     elif isinstance(event, RequestData) and not event.data:
         return  # nothing to send; chunked, an empty chunk would end the body
     elif isinstance(event, RequestData) and framing == "none":
@@ -141,13 +141,13 @@ def _client_send(self: Http1Client, event: Any) -> layer.CommandGenerator[None]:
         return
     elif isinstance(event, RequestTrailers):
         if framing == "chunked":
-            self._boundary_trailers = event.trailers  # type: ignore[attr-defined]
+            self._boundary_trailers = event.trailers  # type: ignore[attr-defined]  # boundary's own, on mitmproxy's layer
         else:
             logger.warning("boundary: request trailers dropped: HTTP/1 carries them only in chunked encoding")
         return
     elif isinstance(event, RequestEndOfMessage) and getattr(self, "_boundary_trailers", None) is not None:
-        trailers = self._boundary_trailers  # type: ignore[attr-defined]
-        self._boundary_trailers = None  # type: ignore[attr-defined]
+        trailers = self._boundary_trailers  # type: ignore[attr-defined]  # boundary's own, on mitmproxy's layer
+        self._boundary_trailers = None  # type: ignore[attr-defined]  # boundary's own, on mitmproxy's layer
         yield commands.SendData(self.conn, b"0\r\n" + _trailer_section(trailers) + b"\r\n")
         yield from self.mark_done(request=True)
         return

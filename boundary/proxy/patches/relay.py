@@ -1,8 +1,8 @@
 """Short paths for the bytes of an already-decided HTTP/1 message body, and larger reads.
 
 mitmproxy hands every piece of a streamed response body through its HTTP/1 client layer (a buffer and h11's body
-reader), an HTTP stream and its HTTP/1 server layer before the client-side TLS layer encrypts it: at a 1 GiB
-download that was about half of the proxy's CPU, with four copies of every byte on the way. Once a response's
+reader), an HTTP stream and its HTTP/1 server layer before the client-side TLS layer encrypts it: a large
+share of the proxy's CPU in a download, with four copies of every byte on the way. Once a response's
 headers went through the policy and its body streams unchanged to an HTTP/1 client, those layers only count:
 `RelayingHttpLayer` sends the plaintext straight to the client connection (through the same client TLS layer,
 which sits above every HTTP layer) and takes the count off mitmproxy's body reader. It leaves the last byte of a
@@ -17,10 +17,12 @@ TLS connection itself, at most what the body has left; what remains there is rea
 
 A long body goes further (`_DirectPath`): past its first read, the reads of the socket it arrives on skip
 mitmproxy's connection handler and layers altogether, from that socket to the other side's transport in one
-call each, until a read could hold the body's end. That took the proxy's CPU per GiB from ~4.2 s to ~2 s.
+call each, until a read could hold the body's end.
 
 `read_large`: mitmproxy reads 64 KiB per socket read and each read is one trip through its layers; reading up
-to 1 MiB took a quarter off the proxy's CPU per GiB.
+to 1 MiB makes a sixteenth of the trips.
+
+Performance only, each of these; the measurements behind them are in docs/internals.md.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ DIRECT_MIN = 1 << 20
 # What a TLS connection may hold of earlier reads when a new one arrives: a partial record, at most.
 _RECORD_SLACK = 1 << 15
 
-_lib, _ffi = SSL._lib, SSL._ffi  # type: ignore[attr-defined]
+_lib, _ffi = SSL._lib, SSL._ffi  # type: ignore[attr-defined]  # pyOpenSSL's private cffi bindings
 # One read's bytes at a time (the event loop is one thread): what the direct path reads from the upstream socket,
 # its plaintext (with what the TLS connection held of earlier reads) and that plaintext encrypted for the client.
 # Not zeroed: a page costs memory only once a read has used it, so a proxy that never relays a long body
@@ -185,9 +187,9 @@ class RelayingHttpLayer(HttpLayer):
         if source_io is None or sink_io is None:
             return
         source_reader = getattr(source_io.reader, "reader", None)
-        if not isinstance(source_reader, asyncio.StreamReader) or source_reader._eof:  # type: ignore[attr-defined]
+        if not isinstance(source_reader, asyncio.StreamReader) or source_reader._eof:  # type: ignore[attr-defined]  # asyncio's private
             return
-        ahead: bytearray = source_reader._buffer  # type: ignore[attr-defined]  # read, not yet seen by mitmproxy
+        ahead: bytearray = source_reader._buffer  # type: ignore[attr-defined]  # asyncio's: what mitmproxy has not read
         if len(ahead) > READ_SIZE:
             return
         source_writer, sink_writer = source_io.writer, sink_io.writer
@@ -202,7 +204,7 @@ class RelayingHttpLayer(HttpLayer):
             size = len(ahead)
             _INBOX_VIEW[:size] = ahead
             ahead.clear()
-            source_reader._maybe_resume_transport()  # type: ignore[attr-defined]
+            source_reader._maybe_resume_transport()  # type: ignore[attr-defined]  # asyncio's private
             path.buffer_updated(size)
 
     def _client_tls(self) -> tuple[bool, SSL.Connection | None]:
@@ -468,7 +470,7 @@ def _decrypt(tls: SSL.Connection, budget: int) -> tuple[bytes, bool]:
 
 def _decrypt_into(tls: SSL.Connection, budget: int) -> tuple[int, bool]:
     """`_decrypt` into _PLAINTEXT: its size. SSL_read straight into one buffer: pyOpenSSL's recv allocates and
-    copies once per 16 KiB record (~10% of the proxy's CPU in a download)."""
+    copies once per 16 KiB record."""
     ssl, buffer = tls._ssl, _PLAINTEXT
     filled = 0
     while filled < len(buffer) and budget > filled:
@@ -520,7 +522,7 @@ def _read_large(handle_connection: _Handler) -> _Handler:
     async def handle(self: server.ConnectionHandler, connection: Connection) -> None:
         io = self.transports[connection]
         if isinstance(io.reader, asyncio.StreamReader):
-            io.reader = _LargeReads(io.reader)  # type: ignore[assignment]
+            io.reader = _LargeReads(io.reader)  # type: ignore[assignment]  # duck-typed: mitmproxy only reads
         await handle_connection(self, connection)
 
     return handle
@@ -531,5 +533,5 @@ def read_large() -> None:
     handle_connection = server.ConnectionHandler.handle_connection
     if not getattr(handle_connection, "reads_large", False):
         handle = _read_large(handle_connection)
-        handle.reads_large = True  # type: ignore[attr-defined]
-        server.ConnectionHandler.handle_connection = handle  # type: ignore[method-assign,assignment]
+        handle.reads_large = True  # type: ignore[attr-defined]  # a mark on the function: wrapped once
+        server.ConnectionHandler.handle_connection = handle  # type: ignore[method-assign,assignment]  # the patch

@@ -24,7 +24,7 @@ from mitmproxy.proxy import layer
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.events import DataReceived
 from mitmproxy.proxy.layers import modes
-from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
+from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode, HttpStream
 from mitmproxy.test import taddons, tflow
 from mitmproxy.tls import TlsData
 from OpenSSL import SSL
@@ -140,16 +140,16 @@ def test_run_tls_config_keeps_the_run_store_and_writes_nothing(
 
 
 def connection_mode(ssl_conn: SSL.Connection) -> int:
-    lib = SSL._lib  # type: ignore[attr-defined]
+    lib = SSL._lib  # type: ignore[attr-defined]  # pyOpenSSL's private cffi bindings: no public get_mode
     return int(lib.SSL_set_mode(ssl_conn._ssl, 0))  # SSL_set_mode ORs bits in and returns the mode
 
 
 @pytest.mark.parametrize("side", ["client", "server"])
 def test_tls_connections_release_idle_buffers(ca: RunCA, side: str) -> None:
     """Agent-facing and upstream-facing TLS connections both hand their record buffers back when idle
-    (measured: ~7 MiB less at 200 proxied connections); a connection made from the same mitmproxy context
-    without our addon (the control) does not."""
-    release = SSL._lib.SSL_MODE_RELEASE_BUFFERS  # type: ignore[attr-defined]
+    (`patches.lean`); a connection made from the same mitmproxy context without our addon (the control) does
+    not."""
+    release = SSL._lib.SSL_MODE_RELEASE_BUFFERS  # type: ignore[attr-defined]  # pyOpenSSL's private cffi bindings
     addon = RunTlsConfig(_certstore(ca))
     with taddons.context(addon) as context:
         configure_everything(context, addon)
@@ -333,55 +333,58 @@ def test_a_connect_inside_a_tunnel_is_not_served_as_a_proxy() -> None:
     assert not (isinstance(chosen, HttpLayer) and chosen.mode is HTTPMode.regular)
 
 
-# --- mitmproxy's debug-only checks ------------------------------------------------------------------------------
+# --- the patches ---------------------------------------------------------------------------------------------
 
 
-def run_python(*options: str, code: str) -> str:
-    done = subprocess.run([sys.executable, *options, "-c", code], capture_output=True, text=True, timeout=60)
+def run_python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
-BUILD_A_MISTYPED_REQUEST = """
-{setup}
+WHAT_IMPORTING_PATCHES = """
+import boundary.proxy.master
 from mitmproxy import http
-try:
-    http.Request("h", 1, b"GET", b"https", b"h", b"/", b"HTTP/1.1", http.Headers(), b"", None, "not a time", None)
-except TypeError:
-    print("checked")
-else:
-    print("unchecked")
+from mitmproxy.proxy import server
+from mitmproxy.proxy.layers.http._http1 import Http1Client
+print(Http1Client.send.__module__, server.ConnectionHandler.handle_connection.__module__)
+print(http.MessageData.__post_init__.__module__)
 """
 
 
-def test_mitmproxy_type_checks_messages_only_in_debug_mode() -> None:
-    """The control: stock mitmproxy checks each field's type on every request it builds, and only because
-    __debug__ is on (`python -O` drops the check)."""
-    assert run_python(code=BUILD_A_MISTYPED_REQUEST.format(setup="")) == "checked"
-    assert run_python("-O", code=BUILD_A_MISTYPED_REQUEST.format(setup="")) == "unchecked"
+def test_importing_the_proxy_patches_nothing() -> None:
+    """Importing the module leaves mitmproxy as it is: the patches are `start_proxy`'s to apply."""
+    assert run_python(WHAT_IMPORTING_PATCHES).split() == [
+        "mitmproxy.proxy.layers.http._http1",
+        "mitmproxy.proxy.server",
+        "mitmproxy.http",
+    ]
 
 
-def test_the_proxy_drops_the_debug_only_type_check_and_keeps_asserts() -> None:
-    """Importing the proxy drops that check (~15% of the proxy's CPU per request) as -O would, while asserts,
-    which -O would also drop, still run."""
-    setup = "import boundary.proxy.master\ntry:\n    assert False\nexcept AssertionError:\n    print('asserts on')"
-    assert run_python(code=BUILD_A_MISTYPED_REQUEST.format(setup=setup)).split() == ["asserts", "on", "unchecked"]
+def test_start_proxy_refuses_a_mitmproxy_the_patches_do_not_fit(
+    ca: RunCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before anything of mitmproxy's runs: a RuntimeError naming what is missing, which the run shows as
+    `boundary: the proxy could not start (...)`."""
+    monkeypatch.delattr(HttpStream, "state_stream_response_body")
+    sock = listening_socket()
 
+    async def main() -> None:
+        with AuditLog(tmp_path / "audit.jsonl") as log:
+            await start_proxy(
+                listen=sock,
+                matcher=Matcher(parse_policy(POLICY)),
+                table=FakeDnsTable(),
+                log=log,
+                run_id="proxytest",
+                ca=ca,
+                upstream_trust=tmp_path / "unused.pem",
+                overrides={},
+            )
 
-# Page faults of 100 rounds of two 1 MiB buffers allocated and freed together, as a large upload's reads are.
-COUNT_BUFFER_FAULTS = """
-{setup}
-import resource
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(100):
-    first, second = bytearray(1 << 20), bytearray(1 << 20)
-    del first, second
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
-"""
-
-
-def test_the_proxy_keeps_large_buffers_instead_of_faulting_them_in_anew() -> None:
-    """The control maps each buffer fresh (a fault per 4 KiB page: ~256 per buffer); after importing the proxy
-    the heap serves them again."""
-    assert int(run_python(code=COUNT_BUFFER_FAULTS.format(setup=""))) > 100 * 256
-    assert int(run_python(code=COUNT_BUFFER_FAULTS.format(setup="import boundary.proxy.master"))) < 100 * 16
+    try:
+        missing = r"rely on: mitmproxy\.proxy\.layers\.http\.HttpStream\.state_stream_response_body"
+        with pytest.raises(RuntimeError, match=missing), asyncio.Runner(loop_factory=GatedEventLoop) as runner:
+            runner.run(main())
+    finally:
+        sock.close()

@@ -20,12 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy import connection
-from mitmproxy.proxy import commands, events, layer
+from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.http._hooks import HttpRequestHeadersHook, HttpResponseHeadersHook
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
-import boundary.proxy.master  # noqa: F401 - applies the patches, as the proxy does at import
 from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
 from boundary.proxy.patches import framing
 from boundary.proxy.patches.framing import Refusal, RequestRefusedHook, h1_framing
@@ -347,18 +346,3 @@ def test_the_refusal_hook_carries_one_argument_as_mitmproxy_unpacks_it() -> None
     )
     (data,) = RequestRefusedHook(refusal).args()
     assert data is refusal
-
-
-def test_mitmproxy_still_has_what_the_patches_wrap() -> None:
-    """An upgrade of mitmproxy that renames or drops any of these breaks the patches: fail here, loudly."""
-    from mitmproxy.proxy.layers.http import _http1
-
-    assert callable(_http1.make_error_response)
-    for owner, name in [(Http1Client, "send"), (Http1Server, "read_headers"), (Http2Server, "protocol_error")]:
-        assert callable(getattr(owner, name)), (owner, name)
-    driver = Driver()
-    server = driver.layer.connections[driver.client]
-    assert type(server) is Http2Server
-    assert server.h2_conn.decoder.max_header_list_size == DEFAULT_REQUEST_HEAD
-    assert hasattr(server.h2_conn.incoming_buffer, "_headers_buffer")
-    assert isinstance(driver.layer, layer.Layer)

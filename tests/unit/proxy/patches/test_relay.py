@@ -438,7 +438,7 @@ def test_a_read_to_the_end_stays_one() -> None:
     assert asyncio.run(scenario()) == BODY
 
 
-def test_every_mitmproxy_connection_reads_large_once_the_proxy_is_imported() -> None:
+def test_every_mitmproxy_connection_reads_large_once_patched() -> None:
     handle_connection = relay.server.ConnectionHandler.handle_connection
     assert getattr(handle_connection, "reads_large", False)
     relay.read_large()  # a second call does not wrap it again
