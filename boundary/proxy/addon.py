@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,32 +115,6 @@ def _fail_closed[F: Callable[..., None]](hook: F) -> F:
             self.deny_on_error(subject)
 
     return guarded  # type: ignore[return-value]  # wraps() keeps the signature; mypy cannot see it is F
-
-
-# A request line's method, then the start of an absolute-form target (`scheme://`). Bytes beyond this bound
-# without a decision are not a proxy request (scheme names are short), so a client is never kept waiting.
-_METHOD = re.compile(rb"[A-Za-z]{1,20}")
-_URL_SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*")
-_PROXY_FORM_WITHIN = 64
-
-
-def proxy_form(data: bytes) -> bool | None:
-    """Whether a plaintext connection's first bytes are a request to a proxy: `CONNECT ...` or an absolute-form
-    request line (`GET http://host/ HTTP/1.1`). None: too few bytes to tell yet."""
-    method, space, target = data.partition(b" ")
-    if _METHOD.fullmatch(method) is None:
-        return None if data == b"" else False
-    if not space:
-        return None if len(method) < 20 else False
-    if method == b"CONNECT":
-        return True
-    scheme = _URL_SCHEME.match(target)
-    if scheme is None:
-        return None if target == b"" else False
-    rest = target[scheme.end() :]
-    if rest.startswith(b"://"):
-        return True
-    return None if b"://".startswith(rest) and len(data) < _PROXY_FORM_WITHIN else False
 
 
 def _scheme(client: connection.Client, *, http: bool = True) -> str:

@@ -47,15 +47,15 @@ from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode  # noqa: E402 - afte
 from mitmproxy.proxy.mode_servers import ServerInstance  # noqa: E402 - after the bare registration
 from mitmproxy.tls import TlsData  # noqa: E402 - after the bare registration
 
-from boundary.audit import AuditLog  # noqa: E402 - after the bare registration
 from boundary.ca import RunCA  # noqa: E402 - after the bare registration
 from boundary.dns.fakedns import FakeDnsTable  # noqa: E402 - after the bare registration
-from boundary.matcher import Matcher  # noqa: E402 - after the bare registration
 from boundary.proxy import patches  # noqa: E402 - after the bare registration
-from boundary.proxy.addon import PolicyAddon, proxy_form  # noqa: E402 - after the bare registration
+from boundary.proxy.addon import PolicyAddon  # noqa: E402 - after the bare registration
 from boundary.proxy.gate import GatedEventLoop, UpstreamGate  # noqa: E402 - after the bare registration
+from boundary.proxy.identity import proxy_form  # noqa: E402 - after the bare registration
 from boundary.proxy.patches import framing, lean  # noqa: E402 - after the bare registration
 from boundary.proxy.patches.relay import RelayingHttpLayer  # noqa: E402 - after the bare registration
+from boundary.proxy.settings import ProxySettings  # noqa: E402 - after the bare registration
 
 logger = logging.getLogger(__name__)
 
@@ -146,19 +146,11 @@ class Proxy:
             logger.error("boundary: proxy failed: %s", self.why_stopped())
 
 
-async def start_proxy(
-    *,
-    listen: socket.socket,
-    matcher: Matcher,
-    table: FakeDnsTable,
-    log: AuditLog,
-    run_id: str,
-    ca: RunCA,
-    upstream_trust: Path,
-    overrides: dict[tuple[str, int], tuple[str, int]],
-) -> Proxy:
+async def start_proxy(*, listen: socket.socket, table: FakeDnsTable, settings: ProxySettings) -> Proxy:
+    """Serve `listen` (the jail's proxy socket) with the run's policy, CA and audit log (a `StartProxy`)."""
     # Before anything of mitmproxy's runs; a RuntimeError naming what this mitmproxy lacks, if anything.
     patches.apply()
+    matcher, overrides = settings.matcher, settings.overrides
     loop = asyncio.get_running_loop()
     if not isinstance(loop, GatedEventLoop):
         raise RuntimeError("the proxy must run on a GatedEventLoop")
@@ -170,15 +162,15 @@ async def start_proxy(
     master_.addons.add(
         server_manager,
         JailNextLayer(),
-        RunTlsConfig(_certstore(ca)),
-        PolicyAddon(matcher, table, log, run_id),
+        RunTlsConfig(_certstore(settings.ca)),
+        PolicyAddon(matcher, table, settings.log, settings.run_id),
     )
     opts.update(
         server=False,
         connection_strategy="lazy",
         upstream_cert=False,
         stream_large_bodies="64k",
-        ssl_verify_upstream_trusted_ca=str(upstream_trust),
+        ssl_verify_upstream_trusted_ca=str(settings.upstream_trust),
         **{
             framing.OPTION_REQUEST_HEAD: matcher.policy.limits.request_head,
             framing.OPTION_REQUEST_HEADERS: matcher.policy.limits.request_headers,

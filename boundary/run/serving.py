@@ -11,34 +11,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import socket
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from boundary import audit
-from boundary.ca import RunCA
 from boundary.dns.fakedns import FakeDnsTable
 from boundary.dns.server import DnsServer
 from boundary.errors import ProxyError
 from boundary.jail import helper
-from boundary.matcher import Matcher
 from boundary.proxy.gate import GatedEventLoop
+from boundary.proxy.settings import ProxySettings, RunningProxy, StartProxy
 
 __all__ = ["ProxySettings", "serve"]
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    """What the run hands the proxy (`boundary.proxy.master.start_proxy` takes these by name, beside the jail's
-    listening socket and the DNS table)."""
-
-    matcher: Matcher
-    overrides: dict[tuple[str, int], tuple[str, int]]
-    log: audit.AuditLog
-    run_id: str
-    ca: RunCA
-    upstream_trust: Path
 
 
 def serve(jail: helper.Jail, settings: ProxySettings) -> int:
@@ -60,9 +44,10 @@ async def _serve(jail: helper.Jail, settings: ProxySettings) -> int:
         proxy_module = _import_in_background(loop, "boundary.proxy.master")
         await asyncio.wait({exited, proxy_module}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
-            proxy = await _start_proxy(proxy_module, listen=jail.proxy_socket, table=table, **vars(settings))
+            proxy = await _start_proxy(proxy_module, jail.proxy_socket, table, settings)
             try:
-                await asyncio.wait({exited, proxy.stopped}, return_when=asyncio.FIRST_COMPLETED)
+                watched: set[asyncio.Future[Any]] = {exited, proxy.stopped}
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
                 if not exited.done():
                     # Fail closed: without the proxy the jail has no way out; `_run_in` kills the command.
                     raise ProxyError(f"the proxy stopped ({proxy.why_stopped()}); the command was stopped")
@@ -74,10 +59,14 @@ async def _serve(jail: helper.Jail, settings: ProxySettings) -> int:
     return helper.exit_code(status)
 
 
-async def _start_proxy(imported: asyncio.Future[Any], **kwargs: Any) -> Any:
-    """The running `boundary.proxy.master.Proxy`; failing to import or start it is a `ProxyError`."""
+async def _start_proxy(
+    imported: asyncio.Future[Any], listen: socket.socket, table: FakeDnsTable, settings: ProxySettings
+) -> RunningProxy:
+    """The running proxy of the imported `boundary.proxy.master`; failing to import or start it is a
+    `ProxyError`."""
     try:
-        return await imported.result().start_proxy(**kwargs)
+        start: StartProxy = imported.result().start_proxy
+        return await start(listen=listen, table=table, settings=settings)
     except Exception as e:
         raise ProxyError(f"the proxy could not start ({type(e).__name__}: {e}); the command was stopped") from e
 

@@ -40,6 +40,7 @@ from boundary.jail.plan import (
 )
 from boundary.matcher import Matcher
 from boundary.policy import load_policy
+from boundary.proxy.settings import ProxySettings
 from boundary.run.resolve import override_table, parse_resolve
 
 
@@ -284,7 +285,7 @@ def _run_in(rundir: Path, plan: RunPlan, log: audit.AuditLog, ca: RunCA) -> int:
     from boundary.run import serving
 
     try:
-        settings = serving.ProxySettings(plan.matcher, plan.overrides, log, plan.run_id, ca, upstream_trust)
+        settings = ProxySettings(plan.matcher, plan.overrides, log, plan.run_id, ca, upstream_trust)
         return serving.serve(jail, settings)
     finally:
         jail.kill()

@@ -29,7 +29,7 @@ from boundary.audit import AuditLog
 from boundary.dns.fakedns import FakeDnsTable
 from boundary.matcher import Decision, Matcher, Request
 from boundary.policy import parse_policy
-from boundary.proxy.addon import PolicyAddon, proxy_form
+from boundary.proxy.addon import PolicyAddon
 from boundary.proxy.gate import DialRefused, blocked_message
 from boundary.proxy.ssrf import Refusal
 
@@ -518,39 +518,6 @@ def test_a_denied_request_does_not_clear_its_client(harness: Harness) -> None:
 
 
 # --- requests to a proxy: CONNECT and absolute-form -----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        (b"CONNECT api.example.com:443 HTTP/1.1\r\n", True),
-        (b"CONNECT ", True),
-        (b"GET http://api.example.com/ HTTP/1.1\r\n", True),
-        (b"POST https://api.example.com/v1 HTTP/1.1\r\n", True),
-        (b"GET svn+ssh://x/ HTTP/1.1\r\n", True),
-        (b"GET / HTTP/1.1\r\nHost: api.example.com\r\n", False),
-        (b"OPTIONS * HTTP/1.1\r\n", False),
-        (b"PRI * HTTP/2.0\r\n", False),
-        (b"GET http:/x HTTP/1.1\r\n", False),
-        (b"GET api.example.com:443 HTTP/1.1\r\n", False),
-        (b" GET http://x/", False),
-        (b"\x16\x03\x01\x02\x00", False),  # a TLS ClientHello
-        (b"SSH-2.0-OpenSSH_9.2\r\n", False),
-        (b"PING\r\n", False),
-        (b"GET " + b"h" * 80, False),  # no decision within the bound: not a proxy request
-        (b"A" * 20, False),
-        (b"", None),
-        (b"CONN", None),
-        (b"CONNECT", None),
-        (b"GET ", None),
-        (b"GET http", None),
-        (b"GET http:/", None),
-    ],
-)
-def test_proxy_form_is_told_by_the_request_line(data: bytes, expected: bool | None) -> None:
-    """A connection is a request to a proxy iff its request line is `CONNECT ...` or has an absolute-form
-    target; None means the bytes so far could still go either way."""
-    assert proxy_form(data) is expected
 
 
 def test_an_allowed_connect_is_answered_by_mitmproxy_and_audited(harness: Harness) -> None:

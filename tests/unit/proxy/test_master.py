@@ -37,6 +37,7 @@ from boundary.policy import parse_policy
 from boundary.proxy.gate import GatedEventLoop, UpstreamGate
 from boundary.proxy.master import JailNextLayer, Proxy, RunTlsConfig, _certstore, start_proxy
 from boundary.proxy.patches.relay import RelayingHttpLayer
+from boundary.proxy.settings import ProxySettings
 
 POLICY = "version: 1\nallow:\n  - domain: api.example.com\n"
 TIMEOUT = 10.0  # a guard against hangs, not a measurement
@@ -199,13 +200,15 @@ def test_start_proxy_serves_the_socket_and_closes_it(ca: RunCA, tmp_path: Path, 
             async with asyncio.timeout(TIMEOUT):
                 proxy = await start_proxy(
                     listen=sock,
-                    matcher=matcher,
                     table=table,
-                    log=log,
-                    run_id="proxytest",
-                    ca=ca,
-                    upstream_trust=trust,
-                    overrides=overrides,
+                    settings=ProxySettings(
+                        matcher=matcher,
+                        overrides=overrides,
+                        log=log,
+                        run_id="proxytest",
+                        ca=ca,
+                        upstream_trust=trust,
+                    ),
                 )
                 assert loop.gate == UpstreamGate(table, matcher, overrides)
                 assert not proxy.stopped.done()
@@ -236,13 +239,15 @@ def test_start_proxy_refuses_an_ungated_loop(ca: RunCA, tmp_path: Path) -> None:
         with AuditLog(tmp_path / "audit.jsonl") as log:
             await start_proxy(
                 listen=sock,
-                matcher=Matcher(parse_policy(POLICY)),
                 table=FakeDnsTable(),
-                log=log,
-                run_id="proxytest",
-                ca=ca,
-                upstream_trust=tmp_path / "unused.pem",
-                overrides={},
+                settings=ProxySettings(
+                    matcher=Matcher(parse_policy(POLICY)),
+                    overrides={},
+                    log=log,
+                    run_id="proxytest",
+                    ca=ca,
+                    upstream_trust=tmp_path / "unused.pem",
+                ),
             )
 
     try:
@@ -373,13 +378,15 @@ def test_start_proxy_refuses_a_mitmproxy_the_patches_do_not_fit(
         with AuditLog(tmp_path / "audit.jsonl") as log:
             await start_proxy(
                 listen=sock,
-                matcher=Matcher(parse_policy(POLICY)),
                 table=FakeDnsTable(),
-                log=log,
-                run_id="proxytest",
-                ca=ca,
-                upstream_trust=tmp_path / "unused.pem",
-                overrides={},
+                settings=ProxySettings(
+                    matcher=Matcher(parse_policy(POLICY)),
+                    overrides={},
+                    log=log,
+                    run_id="proxytest",
+                    ca=ca,
+                    upstream_trust=tmp_path / "unused.pem",
+                ),
             )
 
     try:

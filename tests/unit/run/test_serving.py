@@ -6,14 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import sys
-from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from boundary.ca import generate_ca
+from boundary.dns.fakedns import FakeDnsTable
 from boundary.errors import ProxyError
-from boundary.run.serving import ProxySettings, _import_in_background, _start_proxy
+from boundary.matcher import Matcher
+from boundary.policy import parse_policy
+from boundary.proxy.settings import ProxySettings, StartProxy
+from boundary.run.serving import _import_in_background, _start_proxy
+
+# Never served: every case here fails before the proxy would read them (so no audit log is opened either).
+SETTINGS = ProxySettings(
+    matcher=Matcher(parse_policy("version: 1\n")),
+    overrides={},
+    log=None,  # type: ignore[arg-type]  # see above
+    run_id="servingtest",
+    ca=generate_ca("servingtest", datetime.now(UTC)),
+    upstream_trust=Path(),
+)
 
 # --- the proxy failing to start ------------------------------------------------------------------------------
 
@@ -43,7 +59,7 @@ def test_a_proxy_that_cannot_be_imported_or_started_is_a_proxy_error(
         async with asyncio.timeout(10):  # a guard against a hang, not a measurement
             await asyncio.wait({imported})
         with pytest.raises(ProxyError) as info:
-            await _start_proxy(imported)
+            await _start_proxy(imported, socket.socket(), FakeDnsTable(), SETTINGS)
         message = str(info.value)
         assert message.startswith(f"the proxy could not start ({why.format(module=module)}"), message
         assert message.endswith("); the command was stopped")
@@ -54,10 +70,11 @@ def test_a_proxy_that_cannot_be_imported_or_started_is_a_proxy_error(
         sys.modules.pop(module, None)
 
 
-def test_proxy_settings_are_exactly_what_start_proxy_takes_besides_socket_and_table() -> None:
-    """`_serve` passes the settings to `start_proxy` by name (`**vars(settings)`): a field added to one side
-    only would fail every run at start, so the two lists are tied here."""
+def test_start_proxy_takes_the_seams_arguments() -> None:
+    """`_start_proxy` calls the imported module's `start_proxy` as a `StartProxy`, by keyword: the real one must
+    take exactly those (mypy cannot see through the import by name)."""
     from boundary.proxy.master import start_proxy
 
-    taken = set(inspect.signature(start_proxy).parameters) - {"listen", "table"}
-    assert {field.name for field in fields(ProxySettings)} == taken
+    assert (
+        list(inspect.signature(start_proxy).parameters) == list(inspect.signature(StartProxy.__call__).parameters)[1:]
+    )

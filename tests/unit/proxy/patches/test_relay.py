@@ -45,6 +45,7 @@ from boundary.proxy.gate import GatedEventLoop
 from boundary.proxy.master import start_proxy  # also registers mitmproxy.addons bare, as the proxy does
 from boundary.proxy.patches import relay
 from boundary.proxy.patches.relay import READ_SIZE, RelayingHttpLayer, _decrypt
+from boundary.proxy.settings import ProxySettings
 from tests.support.layers import drive, http_layer, opened
 from tests.support.upstreams import TestCA, pattern, start_http_upstream, start_https_upstream
 
@@ -572,13 +573,15 @@ def through_proxy[T](scheme: str, tmp_path: Path, client: Callable[[Jail], T]) -
         with AuditLog(tmp_path / "audit.jsonl") as log, socket.socket() as unused:
             proxy = await start_proxy(
                 listen=unused,
-                matcher=Matcher(parse_policy(policy)),
                 table=table,
-                log=log,
-                run_id="relaytest",
-                ca=ca,
-                upstream_trust=test_ca.write_ca_pem(tmp_path),
-                overrides={("allowed.test", port): ("127.0.0.1", upstream.port)},
+                settings=ProxySettings(
+                    matcher=Matcher(parse_policy(policy)),
+                    overrides={("allowed.test", port): ("127.0.0.1", upstream.port)},
+                    log=log,
+                    run_id="relaytest",
+                    ca=ca,
+                    upstream_trust=test_ca.write_ca_pem(tmp_path),
+                ),
             )
             instance: ServerInstance[Any] = ServerInstance.make("transparent", ctx.master.addons.get("proxyserver"))
 
