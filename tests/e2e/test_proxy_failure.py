@@ -7,6 +7,7 @@ workload would sleep for ten minutes; it carries a marker argument so the test c
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import secrets
 from pathlib import Path
@@ -35,6 +36,13 @@ async def _run(self):
 
 _master.Master.run = _run
 """,
+    # An upgrade that dropped a private function boundary's patches wrap: refused before the master starts.
+    "patch-target-gone": f"""\
+__path__ = [{str(_REAL_MITMPROXY)!r}]
+from mitmproxy.proxy.layers.http import _http1
+
+del _http1.make_error_response
+""",
 }
 MESSAGES = {
     "import-error": "boundary: the proxy could not start (ImportError: this mitmproxy build is corrupt)",
@@ -43,6 +51,10 @@ MESSAGES = {
         "boundary: the proxy could not start (ImportError: importing boundary.proxy.master raised SystemExit: 0)"
     ),
     "master-dies": "boundary: the proxy stopped (RuntimeError: the master's event loop broke)",
+    "patch-target-gone": (
+        "boundary: the proxy could not start (RuntimeError: mitmproxy "
+        f"{importlib.metadata.version('mitmproxy')} (with h11 "
+    ),
 }
 
 
@@ -86,3 +98,5 @@ def test_a_failing_proxy_stops_the_workload_and_exits_125(jail: Jailer, failure:
     assert stderr[-1].endswith("; the command was stopped"), stderr
     assert [line for line in stderr if not line.startswith("boundary: run ")] == [stderr[-1]]
     assert _workload_processes(marker) == []
+    if failure == "patch-target-gone":
+        assert "_http1.make_error_response" in stderr[-1], stderr
