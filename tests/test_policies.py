@@ -13,27 +13,16 @@ from pathlib import Path
 import pytest
 
 from boundary.lint import lint
-from boundary.matcher import (
-    REASON_ALLOWED,
-    REASON_AMBIGUOUS_PATH,
-    REASON_DENIED_BY_RULE,
-    REASON_METHOD_NOT_ALLOWED,
-    REASON_NO_MATCHING_RULE,
-    REASON_PATH_NOT_ALLOWED,
-    REASON_PORT_NOT_ALLOWED,
-    REASON_QUERY_NOT_ALLOWED,
-    Decision,
-    Matcher,
-    Request,
-)
+from boundary.matcher import Decision, Matcher, Request
 from boundary.policy import Policy, load_policy
 from boundary.policytool import parse_url
+from boundary.reasons import Reason
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
 FILES = sorted(path.name for path in POLICIES.glob("*.yaml"))
 
-ALLOWED = REASON_ALLOWED
+ALLOWED = Reason.ALLOWED
 
 # (file, "METHOD URL", reason, rule id): the verdict is "allow" exactly when the reason is `allowed`; the rule
 # is the one that allowed the request or the deny rule that denied it (None when no rule decided).
@@ -41,29 +30,29 @@ CASES: list[tuple[str, str, str, str | None]] = [
     # claude-code.yaml: the Messages API, nothing else
     ("claude-code.yaml", "POST https://api.anthropic.com/v1/messages", ALLOWED, "policies/claude-code.yaml:6"),
     ("claude-code.yaml", "GET https://api.anthropic.com/v1/models", ALLOWED, "policies/claude-code.yaml:6"),
-    ("claude-code.yaml", "DELETE https://api.anthropic.com/v1/files/f", REASON_METHOD_NOT_ALLOWED, None),
-    ("claude-code.yaml", "POST https://statsig.anthropic.com/v1/rgstr", REASON_NO_MATCHING_RULE, None),
+    ("claude-code.yaml", "DELETE https://api.anthropic.com/v1/files/f", Reason.METHOD_NOT_ALLOWED, None),
+    ("claude-code.yaml", "POST https://statsig.anthropic.com/v1/rgstr", Reason.NO_MATCHING_RULE, None),
     # codex.yaml: the Responses API by API key or ChatGPT sign-in, and the token endpoints
     ("codex.yaml", "POST https://api.openai.com/v1/responses", ALLOWED, "codex-api-key"),
     ("codex.yaml", "GET https://api.openai.com/v1/models", ALLOWED, "codex-api-key"),
-    ("codex.yaml", "DELETE https://api.openai.com/v1/files/f", REASON_METHOD_NOT_ALLOWED, None),
-    ("codex.yaml", "GET https://api.openai.com/dashboard", REASON_PATH_NOT_ALLOWED, None),
-    ("codex.yaml", "POST http://api.openai.com/v1/responses", REASON_PORT_NOT_ALLOWED, None),
+    ("codex.yaml", "DELETE https://api.openai.com/v1/files/f", Reason.METHOD_NOT_ALLOWED, None),
+    ("codex.yaml", "GET https://api.openai.com/dashboard", Reason.PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "POST http://api.openai.com/v1/responses", Reason.PORT_NOT_ALLOWED, None),
     ("codex.yaml", "POST https://chatgpt.com/backend-api/codex/responses", ALLOWED, "codex-chatgpt"),
     ("codex.yaml", "GET https://chatgpt.com/backend-api/wham/usage", ALLOWED, "codex-chatgpt"),
-    ("codex.yaml", "POST https://chatgpt.com/backend-api/conversation", REASON_PATH_NOT_ALLOWED, None),
-    ("codex.yaml", "GET https://chatgpt.com/", REASON_PATH_NOT_ALLOWED, None),
-    ("codex.yaml", "POST https://chatgpt.com/backend-api/codex/../files", REASON_PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "POST https://chatgpt.com/backend-api/conversation", Reason.PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "GET https://chatgpt.com/", Reason.PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "POST https://chatgpt.com/backend-api/codex/../files", Reason.PATH_NOT_ALLOWED, None),
     ("codex.yaml", "POST https://auth.openai.com/oauth/token", ALLOWED, "codex-token-refresh"),
-    ("codex.yaml", "GET https://auth.openai.com/oauth/authorize", REASON_METHOD_NOT_ALLOWED, None),
+    ("codex.yaml", "GET https://auth.openai.com/oauth/authorize", Reason.METHOD_NOT_ALLOWED, None),
     ("codex.yaml", "POST https://auth.openai.com/api/accounts/deviceauth/usercode", ALLOWED, "codex-device-login"),
-    ("codex.yaml", "POST https://auth.openai.com/api/accounts/signup", REASON_PATH_NOT_ALLOWED, None),
-    ("codex.yaml", "GET https://platform.openai.com/", REASON_NO_MATCHING_RULE, None),
+    ("codex.yaml", "POST https://auth.openai.com/api/accounts/signup", Reason.PATH_NOT_ALLOWED, None),
+    ("codex.yaml", "GET https://platform.openai.com/", Reason.NO_MATCHING_RULE, None),
     # demo.yaml: one host, read-only, two path shapes
     ("demo.yaml", "GET https://api.demo.test/hello", ALLOWED, "policies/demo.yaml:4"),
     ("demo.yaml", "HEAD http://api.demo.test/v1/users", ALLOWED, "policies/demo.yaml:4"),
-    ("demo.yaml", "GET https://api.demo.test/v1/a/b", REASON_PATH_NOT_ALLOWED, None),
-    ("demo.yaml", "POST https://api.demo.test/hello", REASON_METHOD_NOT_ALLOWED, None),
+    ("demo.yaml", "GET https://api.demo.test/v1/a/b", Reason.PATH_NOT_ALLOWED, None),
+    ("demo.yaml", "POST https://api.demo.test/hello", Reason.METHOD_NOT_ALLOWED, None),
     # github-readonly.yaml: fetch yes, push no (by name)
     (
         "github-readonly.yaml",
@@ -75,30 +64,30 @@ CASES: list[tuple[str, str, str, str | None]] = [
     (
         "github-readonly.yaml",
         "GET https://github.com/o/r.git/info/refs?service=git-receive-pack",
-        REASON_DENIED_BY_RULE,
+        Reason.DENIED_BY_RULE,
         "no-push",
     ),
-    ("github-readonly.yaml", "POST https://github.com/o/r/git-receive-pack", REASON_DENIED_BY_RULE, "no-push-pack"),
-    ("github-readonly.yaml", "GET https://github.com/o/r/info/refs", REASON_QUERY_NOT_ALLOWED, None),
-    ("github-readonly.yaml", "GET https://github.com/o/r", REASON_PATH_NOT_ALLOWED, None),
-    ("github-readonly.yaml", "GET https://api.github.com/repos/o/r", REASON_NO_MATCHING_RULE, None),
+    ("github-readonly.yaml", "POST https://github.com/o/r/git-receive-pack", Reason.DENIED_BY_RULE, "no-push-pack"),
+    ("github-readonly.yaml", "GET https://github.com/o/r/info/refs", Reason.QUERY_NOT_ALLOWED, None),
+    ("github-readonly.yaml", "GET https://github.com/o/r", Reason.PATH_NOT_ALLOWED, None),
+    ("github-readonly.yaml", "GET https://api.github.com/repos/o/r", Reason.NO_MATCHING_RULE, None),
     # node-npm.yaml: registry metadata and tarballs, scoped packages included, GET/HEAD only
     ("node-npm.yaml", "GET https://registry.npmjs.org/left-pad", ALLOWED, "preset:npm/1"),
     ("node-npm.yaml", "GET https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz", ALLOWED, "preset:npm/1"),
     ("node-npm.yaml", "GET https://registry.npmjs.org/@types%2fnode", ALLOWED, "preset:npm/2"),
     ("node-npm.yaml", "HEAD https://registry.npmjs.org/@types%2Fnode", ALLOWED, "preset:npm/2"),
     ("node-npm.yaml", "GET https://registry.npmjs.org/@types/node/-/node-22.0.0.tgz", ALLOWED, "preset:npm/1"),
-    ("node-npm.yaml", "GET https://registry.npmjs.org/@a%2f..%2fb", REASON_AMBIGUOUS_PATH, None),
-    ("node-npm.yaml", "GET https://registry.npmjs.org/x%2fy", REASON_AMBIGUOUS_PATH, None),
-    ("node-npm.yaml", "PUT https://registry.npmjs.org/left-pad", REASON_METHOD_NOT_ALLOWED, None),
+    ("node-npm.yaml", "GET https://registry.npmjs.org/@a%2f..%2fb", Reason.AMBIGUOUS_PATH, None),
+    ("node-npm.yaml", "GET https://registry.npmjs.org/x%2fy", Reason.AMBIGUOUS_PATH, None),
+    ("node-npm.yaml", "PUT https://registry.npmjs.org/left-pad", Reason.METHOD_NOT_ALLOWED, None),
     (
         "node-npm.yaml",
         "POST https://registry.npmjs.org/-/npm/v1/security/advisories/bulk",
-        REASON_METHOD_NOT_ALLOWED,
+        Reason.METHOD_NOT_ALLOWED,
         None,
     ),
-    ("node-npm.yaml", "GET http://registry.npmjs.org/left-pad", REASON_PORT_NOT_ALLOWED, None),
-    ("node-npm.yaml", "GET https://registry.yarnpkg.com/left-pad", REASON_NO_MATCHING_RULE, None),
+    ("node-npm.yaml", "GET http://registry.npmjs.org/left-pad", Reason.PORT_NOT_ALLOWED, None),
+    ("node-npm.yaml", "GET https://registry.yarnpkg.com/left-pad", Reason.NO_MATCHING_RULE, None),
     # python-pypi.yaml: the index, the JSON API and the files, GET/HEAD only
     ("python-pypi.yaml", "GET https://pypi.org/simple/requests/", ALLOWED, "pypi-index"),
     ("python-pypi.yaml", "GET https://pypi.org/pypi/requests/2.32.3/json", ALLOWED, "pypi-index"),
@@ -108,11 +97,11 @@ CASES: list[tuple[str, str, str, str | None]] = [
         ALLOWED,
         "pypi-files",
     ),
-    ("python-pypi.yaml", "POST https://pypi.org/simple/requests/", REASON_METHOD_NOT_ALLOWED, None),
-    ("python-pypi.yaml", "GET https://pypi.org/account/login/", REASON_PATH_NOT_ALLOWED, None),
-    ("python-pypi.yaml", "GET https://pypi.org/simple/../account/login/", REASON_PATH_NOT_ALLOWED, None),
-    ("python-pypi.yaml", "GET http://pypi.org/simple/requests/", REASON_PORT_NOT_ALLOWED, None),
-    ("python-pypi.yaml", "POST https://upload.pypi.org/legacy/", REASON_NO_MATCHING_RULE, None),
+    ("python-pypi.yaml", "POST https://pypi.org/simple/requests/", Reason.METHOD_NOT_ALLOWED, None),
+    ("python-pypi.yaml", "GET https://pypi.org/account/login/", Reason.PATH_NOT_ALLOWED, None),
+    ("python-pypi.yaml", "GET https://pypi.org/simple/../account/login/", Reason.PATH_NOT_ALLOWED, None),
+    ("python-pypi.yaml", "GET http://pypi.org/simple/requests/", Reason.PORT_NOT_ALLOWED, None),
+    ("python-pypi.yaml", "POST https://upload.pypi.org/legacy/", Reason.NO_MATCHING_RULE, None),
 ]
 
 

@@ -57,6 +57,7 @@ PROXY_VARIABLES = (
     "ftp_proxy",
 )
 
+
 def nft_ruleset(proxy_port: int = PROXY_PORT, dns_port: int = DNS_PORT) -> str:
     """The jail's whole ruleset, applied atomically with `nft -f -` inside the jail's netns."""
     return f"""\

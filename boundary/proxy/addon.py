@@ -37,8 +37,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from mitmproxy import connection, http, tcp
 from mitmproxy.net.http import http1
@@ -48,24 +47,15 @@ from mitmproxy.tls import TlsData
 
 from boundary import audit
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.matcher import REASON_ALLOWED, Decision, Matcher, Request, deny
-from boundary.policy import (
-    DEFAULT_REQUEST_HEAD,
-    DEFAULT_REQUEST_HEADERS,
-    TOKEN_BYTES,
-)
+from boundary.matcher import Decision, Matcher, Request, deny
+from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS, TOKEN_BYTES
 from boundary.proxy import denial, identity
-from boundary.proxy.gate import BLOCKED_ADDRESS, is_blocked_address
+from boundary.proxy.gate import is_blocked_address
 from boundary.proxy.patches import framing
+from boundary.reasons import REASONS, Reason
 
 logger = logging.getLogger(__name__)
 
-REASON_INTERNAL_ERROR = "internal-error"
-REASON_MALFORMED_HEADER = "malformed-header"
-REASON_PROTOCOL_SWITCH = "protocol-switch"
-REASON_PROTOCOL_ERROR = "protocol-error"
-REASON_INVALID_METHOD = "invalid-method"
-REASON_TLS_ERROR = "tls-error"
 
 _CHECKED = "boundary.checked"
 
@@ -95,7 +85,7 @@ def _scheme_of(flow: http.HTTPFlow) -> str:
     return (checked.scheme if checked else None) or _scheme(flow.client_conn)
 
 
-def _denied(flow: http.HTTPFlow, reason: str) -> None:
+def _denied(flow: http.HTTPFlow, reason: Reason) -> None:
     """A later hook's denial of a flow a request hook decided: its decision replaced, the rest kept."""
     checked = _checked(flow)
     assert checked is not None
@@ -143,28 +133,17 @@ def _malformed(request: http.Request, most_fields: int) -> Decision | None:
     has seen the headers), or an HTTP/2 header list with more fields than the policy's limit (the HTTP/1
     server layer counts its own before any hook; HPACK only counts bytes)."""
     if TOKEN_BYTES.fullmatch(request.data.method) is None:
-        return deny(REASON_INVALID_METHOD)
+        return deny(Reason.INVALID_METHOD)
     if _bad_field(request.headers):
-        return deny(REASON_MALFORMED_HEADER)
+        return deny(Reason.MALFORMED_HEADER)
     if not _is_multiplexed(request):
         try:
             http1.expected_http_body_size(request)
         except ValueError:
-            return deny(REASON_PROTOCOL_ERROR)
+            return deny(Reason.PROTOCOL_ERROR)
     elif len(request.headers.fields) > most_fields:
-        return deny(framing.REASON_HEAD_TOO_LARGE)
+        return deny(Reason.REQUEST_HEAD_TOO_LARGE)
     return None
-
-
-# What a request refused before the policy is answered with.
-_BAD_REQUEST_STATUS: Final = MappingProxyType(
-    {
-        REASON_MALFORMED_HEADER: 400,
-        REASON_PROTOCOL_ERROR: 400,
-        REASON_INVALID_METHOD: 400,
-        framing.REASON_HEAD_TOO_LARGE: 431,
-    }
-)
 
 
 def _tokens(value: str) -> list[str]:
@@ -200,16 +179,16 @@ def _is_websocket_switch(flow: http.HTTPFlow) -> bool:
 
 
 # What mitmproxy's own request checks say (`validate_request`), as the reasons of ours that say the same.
-_MITMPROXY_REFUSALS = (("invalid header name", REASON_MALFORMED_HEADER),)
+_MITMPROXY_REFUSALS = (("invalid header name", Reason.MALFORMED_HEADER),)
 
 
-def _refusal_reason(message: str) -> str:
-    return next((reason for text, reason in _MITMPROXY_REFUSALS if text in message), REASON_PROTOCOL_ERROR)
+def _refusal_reason(message: str) -> Reason:
+    return next((reason for text, reason in _MITMPROXY_REFUSALS if text in message), Reason.PROTOCOL_ERROR)
 
 
 def _audited_method(request: http.Request, decision: Decision) -> str:
     """The method as checked (upper-cased), or as sent when it was refused for not being a token."""
-    if decision.reason == REASON_INVALID_METHOD:
+    if decision.reason == Reason.INVALID_METHOD:
         return request.data.method.decode("utf-8", "surrogateescape")
     return request.method
 
@@ -287,7 +266,7 @@ class PolicyAddon:
             return refused or identity.unnamed(target), name or target, port
         stream = self.matcher.decide(Request("tcp", name, port, None, None))
         if not stream.allowed and self.matcher.allows_destination(name, port):
-            return Decision("allow", REASON_ALLOWED), name, port
+            return Decision("allow", Reason.ALLOWED), name, port
         return stream, name, port
 
     def _forward_as_checked(self, flow: http.HTTPFlow, name: str, port: int) -> None:
@@ -339,7 +318,7 @@ class PolicyAddon:
             server = data.context.server
             name, port, address = self._destination(server)
             self._write(
-                deny(REASON_TLS_ERROR),
+                deny(Reason.TLS_ERROR),
                 scheme="tls",
                 host=name if name is not None else address or None,
                 port=port or None,
@@ -380,8 +359,10 @@ class PolicyAddon:
         # A request no server should see is refused as such (400), whatever the policy says of how it reads.
         decision = _malformed(flow.request, self.matcher.policy.limits.request_headers) or decision
         _note(flow, Checked(decision, host, port, scheme))
-        if decision.reason in _BAD_REQUEST_STATUS:
-            self._respond_denied(flow, decision, host, port, status=_BAD_REQUEST_STATUS[decision.reason])
+        refused = REASONS[decision.reason]
+        if refused.emitter == "protocol" and refused.status is not None:
+            # Refused as a request no server should see: 400 (or 431), with the reason's own status.
+            self._respond_denied(flow, decision, host, port, status=refused.status)
         elif decision.allowed:
             assert host is not None
             self._forward_as_checked(flow, host, port)
@@ -401,7 +382,7 @@ class PolicyAddon:
         assert flow.response is not None
         if flow.response.status_code == 101 and not _is_websocket_switch(flow):
             # mitmproxy would relay whatever follows as a raw stream (h2c: HTTP/2 to any path) unchecked.
-            _denied(flow, REASON_PROTOCOL_SWITCH)
+            _denied(flow, Reason.PROTOCOL_SWITCH)
             upgrade = flow.response.headers.get("Upgrade")
             self._log_flow(flow, None, error=f"upstream switched protocols to {upgrade!r}; connection closed")
             flow.kill()
@@ -422,7 +403,7 @@ class PolicyAddon:
             message = flow.error.msg if flow.error else None
             if message and is_blocked_address(message) and _checked(flow) is not None:
                 # The policy allowed the request, but the gate refused the address its name led to: a denial.
-                _denied(flow, BLOCKED_ADDRESS)
+                _denied(flow, Reason.BLOCKED_ADDRESS)
             self._log_flow(flow, None, error=message)
         except Exception:
             logger.exception("boundary: audit of a failed flow failed")
@@ -432,9 +413,9 @@ class PolicyAddon:
         name, port, address = self._destination(flow.server_conn)
         scheme = _scheme(flow.client_conn, http=False)
         if name is None:
-            decision = deny(identity.REASON_IP_LITERAL)
+            decision = deny(Reason.IP_LITERAL)
         elif flow.client_conn.tls and not identity.same_host(flow.client_conn.sni, name):
-            decision = deny(identity.REASON_SNI_MISMATCH)
+            decision = deny(Reason.SNI_MISMATCH)
         else:
             decision = self.matcher.decide(Request(scheme, name, port, None, None))
         host = name if name is not None else address
@@ -482,7 +463,7 @@ class PolicyAddon:
     # --- fail closed ---------------------------------------------------------------------------------------
 
     def deny_on_error(self, subject: Any) -> None:
-        decision = deny(REASON_INTERNAL_ERROR)
+        decision = deny(Reason.INTERNAL_ERROR)
         try:
             if isinstance(subject, http.HTTPFlow):
                 host, port = subject.request.host, subject.request.port

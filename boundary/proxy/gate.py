@@ -22,9 +22,10 @@ from typing import Any, Final, cast
 from boundary.dns.fakedns import FakeDnsTable, is_synthetic
 from boundary.matcher import Matcher
 from boundary.proxy.ssrf import AddressGuard, Refusal, host_networks
+from boundary.reasons import Reason
 
 # Names the SSRF guard's refusals in the dial error, which mitmproxy shows in its 502 and the audit line's `error`.
-BLOCKED_ADDRESS: Final = "blocked-address"
+BLOCKED_ADDRESS: Final = Reason.BLOCKED_ADDRESS
 
 
 class DialRefused(ConnectionRefusedError):

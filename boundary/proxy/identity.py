@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import re
 
-from boundary.matcher import REASON_INVALID_HOST, Decision, deny
+from boundary.matcher import Decision, deny
 from boundary.policy import is_ip_literal, normalize_host
-
-REASON_HOST_MISMATCH = "host-mismatch"
-REASON_SNI_MISMATCH = "sni-mismatch"
-REASON_IP_LITERAL = "ip-literal"
+from boundary.reasons import Reason
 
 
 def split_host_header(value: str) -> tuple[str, int | None]:
@@ -41,7 +38,7 @@ def canonical(host: str) -> str | None:
 
 
 def unnamed(host: str) -> Decision:
-    return deny(REASON_IP_LITERAL if is_ip_literal(host) else REASON_INVALID_HOST)
+    return deny(Reason.IP_LITERAL if is_ip_literal(host) else Reason.INVALID_HOST)
 
 
 def same_host(a: str | None, b: str) -> bool:
@@ -59,13 +56,13 @@ def check_direct(
     """A request on a direct connection to `name`:`port` (None: the destination is no synthetic address, an IP
     literal). `authority`: an HTTP/1 absolute-form target's, which the origin server would route by."""
     if name is None:
-        return deny(REASON_IP_LITERAL)
+        return deny(Reason.IP_LITERAL)
     if tls and not same_host(sni, name):
-        return deny(REASON_SNI_MISMATCH)
+        return deny(Reason.SNI_MISMATCH)
     if not host_header_agrees(host_header, name, port):
-        return deny(REASON_HOST_MISMATCH)
+        return deny(Reason.HOST_MISMATCH)
     if authority and not host_header_agrees(authority, name, port):
-        return deny(REASON_HOST_MISMATCH)
+        return deny(Reason.HOST_MISMATCH)
     return None
 
 
@@ -76,7 +73,7 @@ def check_target(target: str, port: int, host_header: str | None) -> tuple[str |
     if name is None:
         return None, unnamed(target)
     if host_header is not None and not host_header_agrees(host_header, name, port):
-        return name, deny(REASON_HOST_MISMATCH)
+        return name, deny(Reason.HOST_MISMATCH)
     return name, None
 
 

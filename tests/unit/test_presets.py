@@ -5,20 +5,10 @@ from pathlib import Path
 import pytest
 
 from boundary.lint import lint
-from boundary.matcher import (
-    REASON_ALLOWED,
-    REASON_AMBIGUOUS_PATH,
-    REASON_DENIED_BY_RULE,
-    REASON_METHOD_NOT_ALLOWED,
-    REASON_NO_MATCHING_RULE,
-    REASON_PATH_NOT_ALLOWED,
-    REASON_PORT_NOT_ALLOWED,
-    REASON_QUERY_NOT_ALLOWED,
-    Matcher,
-    Request,
-)
+from boundary.matcher import Matcher, Request
 from boundary.policy import Policy, broad_reason, parse_policy
 from boundary.presets import PRESET_PREFIX, PRESETS, Preset
+from boundary.reasons import Reason
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "policy.md"
 
@@ -76,86 +66,86 @@ def https(host: str, path: str = "/", method: str = "GET", port: int = 443) -> R
 
 BEHAVIOUR = [
     # pypi
-    ("pypi", https("pypi.org", "/simple/requests/"), REASON_ALLOWED, "preset:pypi/1"),
-    ("pypi", https("pypi.org", "/pypi/requests/json", "HEAD"), REASON_ALLOWED, "preset:pypi/1"),
-    ("pypi", https("files.pythonhosted.org", "/packages/ab/cd/x.whl"), REASON_ALLOWED, "preset:pypi/2"),
-    ("pypi", https("upload.pypi.org", "/legacy/", "POST"), REASON_NO_MATCHING_RULE, None),
-    ("pypi", https("pypi.org", "/simple/", "POST"), REASON_METHOD_NOT_ALLOWED, None),
-    ("pypi", https("pypi.org", "/simple/", port=80), REASON_PORT_NOT_ALLOWED, None),
+    ("pypi", https("pypi.org", "/simple/requests/"), Reason.ALLOWED, "preset:pypi/1"),
+    ("pypi", https("pypi.org", "/pypi/requests/json", "HEAD"), Reason.ALLOWED, "preset:pypi/1"),
+    ("pypi", https("files.pythonhosted.org", "/packages/ab/cd/x.whl"), Reason.ALLOWED, "preset:pypi/2"),
+    ("pypi", https("upload.pypi.org", "/legacy/", "POST"), Reason.NO_MATCHING_RULE, None),
+    ("pypi", https("pypi.org", "/simple/", "POST"), Reason.METHOD_NOT_ALLOWED, None),
+    ("pypi", https("pypi.org", "/simple/", port=80), Reason.PORT_NOT_ALLOWED, None),
     # npm
-    ("npm", https("registry.npmjs.org", "/left-pad"), REASON_ALLOWED, "preset:npm/1"),
-    ("npm", https("registry.npmjs.org", "/left-pad/-/left-pad-1.3.0.tgz"), REASON_ALLOWED, "preset:npm/1"),
-    ("npm", https("registry.npmjs.org", "/left-pad", "PUT"), REASON_METHOD_NOT_ALLOWED, None),
-    ("npm", https("registry.npmjs.org", "/-/npm/v1/security/advisories/bulk", "POST"), REASON_METHOD_NOT_ALLOWED, None),
+    ("npm", https("registry.npmjs.org", "/left-pad"), Reason.ALLOWED, "preset:npm/1"),
+    ("npm", https("registry.npmjs.org", "/left-pad/-/left-pad-1.3.0.tgz"), Reason.ALLOWED, "preset:npm/1"),
+    ("npm", https("registry.npmjs.org", "/left-pad", "PUT"), Reason.METHOD_NOT_ALLOWED, None),
+    ("npm", https("registry.npmjs.org", "/-/npm/v1/security/advisories/bulk", "POST"), Reason.METHOD_NOT_ALLOWED, None),
     # npm: scoped packages' metadata is requested with the '/' encoded, matched raw; nothing else encoded is
-    ("npm", https("registry.npmjs.org", "/@types%2fnode"), REASON_ALLOWED, "preset:npm/2"),
-    ("npm", https("registry.npmjs.org", "/@types%2Fnode", "HEAD"), REASON_ALLOWED, "preset:npm/2"),
-    ("npm", https("registry.npmjs.org", "/@types/node/-/node-22.0.0.tgz"), REASON_ALLOWED, "preset:npm/1"),
-    ("npm", https("registry.npmjs.org", "/@a%2f..%2fb"), REASON_AMBIGUOUS_PATH, None),
-    ("npm", https("registry.npmjs.org", "/@a%2fb%2fc"), REASON_AMBIGUOUS_PATH, None),
-    ("npm", https("registry.npmjs.org", "/a%2fb"), REASON_AMBIGUOUS_PATH, None),
-    ("npm", https("registry.npmjs.org", "/@types%2fnode", "PUT"), REASON_AMBIGUOUS_PATH, None),  # no raw rule for PUT
+    ("npm", https("registry.npmjs.org", "/@types%2fnode"), Reason.ALLOWED, "preset:npm/2"),
+    ("npm", https("registry.npmjs.org", "/@types%2Fnode", "HEAD"), Reason.ALLOWED, "preset:npm/2"),
+    ("npm", https("registry.npmjs.org", "/@types/node/-/node-22.0.0.tgz"), Reason.ALLOWED, "preset:npm/1"),
+    ("npm", https("registry.npmjs.org", "/@a%2f..%2fb"), Reason.AMBIGUOUS_PATH, None),
+    ("npm", https("registry.npmjs.org", "/@a%2fb%2fc"), Reason.AMBIGUOUS_PATH, None),
+    ("npm", https("registry.npmjs.org", "/a%2fb"), Reason.AMBIGUOUS_PATH, None),
+    ("npm", https("registry.npmjs.org", "/@types%2fnode", "PUT"), Reason.AMBIGUOUS_PATH, None),  # no raw rule for PUT
     # github-readonly: clone and fetch
     (
         "github-readonly",
         https("github.com", "/o/r.git/info/refs?service=git-upload-pack"),
-        REASON_ALLOWED,
+        Reason.ALLOWED,
         "preset:github-readonly/1",
     ),
     (
         "github-readonly",
         https("github.com", "/o/r/info/refs?service=git-upload-pack"),
-        REASON_ALLOWED,
+        Reason.ALLOWED,
         "preset:github-readonly/1",
     ),
     (
         "github-readonly",
         https("github.com", "/o/r.git/git-upload-pack", "POST"),
-        REASON_ALLOWED,
+        Reason.ALLOWED,
         "preset:github-readonly/2",
     ),
-    ("github-readonly", https("codeload.github.com", "/o/r/tar.gz/main"), REASON_ALLOWED, "preset:github-readonly/3"),
-    ("github-readonly", https("raw.githubusercontent.com", "/o/r/main/x"), REASON_ALLOWED, "preset:github-readonly/3"),
+    ("github-readonly", https("codeload.github.com", "/o/r/tar.gz/main"), Reason.ALLOWED, "preset:github-readonly/3"),
+    ("github-readonly", https("raw.githubusercontent.com", "/o/r/main/x"), Reason.ALLOWED, "preset:github-readonly/3"),
     (
         "github-readonly",
         https("objects.githubusercontent.com", "/x", "HEAD"),
-        REASON_ALLOWED,
+        Reason.ALLOWED,
         "preset:github-readonly/3",
     ),
-    ("github-readonly", https("api.github.com", "/repos/o/r"), REASON_ALLOWED, "preset:github-readonly/3"),
+    ("github-readonly", https("api.github.com", "/repos/o/r"), Reason.ALLOWED, "preset:github-readonly/3"),
     # github-readonly: push is denied by name
     (
         "github-readonly",
         https("github.com", "/o/r.git/info/refs?service=git-receive-pack"),
-        REASON_DENIED_BY_RULE,
+        Reason.DENIED_BY_RULE,
         "preset:github-readonly/4",
     ),
     (
         "github-readonly",
         https("github.com", "/o/r.git/git-receive-pack", "POST"),
-        REASON_DENIED_BY_RULE,
+        Reason.DENIED_BY_RULE,
         "preset:github-readonly/5",
     ),
     (
         "github-readonly",
         https("github.com", "/o/r.git/info/refs?service=git-upload-pack&service=git-receive-pack"),
-        REASON_DENIED_BY_RULE,
+        Reason.DENIED_BY_RULE,
         "preset:github-readonly/4",
     ),
     # github-readonly: everything else
-    ("github-readonly", https("github.com", "/o/r.git/info/refs"), REASON_QUERY_NOT_ALLOWED, None),
-    ("github-readonly", https("github.com", "/o/r"), REASON_PATH_NOT_ALLOWED, None),
-    ("github-readonly", https("api.github.com", "/graphql", "POST"), REASON_METHOD_NOT_ALLOWED, None),
-    ("github-readonly", https("api.github.com", "/repos/o/r/issues", "POST"), REASON_METHOD_NOT_ALLOWED, None),
-    ("github-readonly", https("gist.github.com", "/x"), REASON_NO_MATCHING_RULE, None),
-    ("github-readonly", https("uploads.github.com", "/x", "POST"), REASON_NO_MATCHING_RULE, None),
+    ("github-readonly", https("github.com", "/o/r.git/info/refs"), Reason.QUERY_NOT_ALLOWED, None),
+    ("github-readonly", https("github.com", "/o/r"), Reason.PATH_NOT_ALLOWED, None),
+    ("github-readonly", https("api.github.com", "/graphql", "POST"), Reason.METHOD_NOT_ALLOWED, None),
+    ("github-readonly", https("api.github.com", "/repos/o/r/issues", "POST"), Reason.METHOD_NOT_ALLOWED, None),
+    ("github-readonly", https("gist.github.com", "/x"), Reason.NO_MATCHING_RULE, None),
+    ("github-readonly", https("uploads.github.com", "/x", "POST"), Reason.NO_MATCHING_RULE, None),
     # anthropic and openai
-    ("anthropic", https("api.anthropic.com", "/v1/messages", "POST"), REASON_ALLOWED, "preset:anthropic/1"),
-    ("anthropic", https("api.anthropic.com", "/v1/files/x", "DELETE"), REASON_ALLOWED, "preset:anthropic/1"),
-    ("anthropic", https("api.anthropic.com", "/v1/messages", "POST", 80), REASON_PORT_NOT_ALLOWED, None),
-    ("anthropic", https("statsig.anthropic.com", "/v1/x", "POST"), REASON_NO_MATCHING_RULE, None),
-    ("openai", https("api.openai.com", "/v1/responses", "POST"), REASON_ALLOWED, "preset:openai/1"),
-    ("openai", https("chatgpt.com", "/backend-api/codex"), REASON_NO_MATCHING_RULE, None),
+    ("anthropic", https("api.anthropic.com", "/v1/messages", "POST"), Reason.ALLOWED, "preset:anthropic/1"),
+    ("anthropic", https("api.anthropic.com", "/v1/files/x", "DELETE"), Reason.ALLOWED, "preset:anthropic/1"),
+    ("anthropic", https("api.anthropic.com", "/v1/messages", "POST", 80), Reason.PORT_NOT_ALLOWED, None),
+    ("anthropic", https("statsig.anthropic.com", "/v1/x", "POST"), Reason.NO_MATCHING_RULE, None),
+    ("openai", https("api.openai.com", "/v1/responses", "POST"), Reason.ALLOWED, "preset:openai/1"),
+    ("openai", https("chatgpt.com", "/backend-api/codex"), Reason.NO_MATCHING_RULE, None),
 ]
 
 

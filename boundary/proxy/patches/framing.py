@@ -43,11 +43,11 @@ from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
 from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS, TOKEN_BYTES
+from boundary.reasons import Reason
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "REASON_HEAD_TOO_LARGE",
     "Refusal",
     "RequestRefusedHook",
     "apply",
@@ -58,8 +58,6 @@ __all__ = [
 OPTION_REQUEST_HEAD: Final = "boundary_request_head"
 OPTION_REQUEST_HEADERS: Final = "boundary_request_headers"
 
-REASON_HEAD_TOO_LARGE: Final = "request-head-too-large"
-REASON_PROTOCOL_ERROR: Final = "protocol-error"
 
 # Framing and routing fields have no place in trailers (RFC 9110 6.5.1); a server must not act on them.
 _NOT_IN_TRAILERS: Final = frozenset(
@@ -74,7 +72,7 @@ class Refusal:
     client: connection.Client
     server: connection.Server
     status: int | None  # what the client got; None: the connection was closed without a response
-    reason: str
+    reason: Reason
     error: str
 
 
@@ -172,7 +170,7 @@ def _head_size(request: http.Request) -> int:
     return line + sum(len(name) + len(value) + 4 for name, value in request.headers.fields) + 2
 
 
-def _refuse(self: Http1Server, status: int, reason: str, error: str) -> layer.CommandGenerator[None]:
+def _refuse(self: Http1Server, status: int, reason: Reason, error: str) -> layer.CommandGenerator[None]:
     # The hook (the audit line) before the answer: once the client has it, the run may end at any moment.
     yield RequestRefusedHook(Refusal(self.context.client, self.context.server, status, reason, error))
     yield commands.SendData(self.conn, _http1.make_error_response(status, error))
@@ -194,7 +192,9 @@ def _read_headers(self: Http1Server, event: events.ConnectionEvent) -> layer.Com
             if fields > count_limit or size > head_limit:
                 found = f"{fields} header fields, {size} bytes"
                 limit = f"at most {count_limit} fields and {head_limit} bytes"
-                yield from _refuse(self, 431, REASON_HEAD_TOO_LARGE, f"request head too large ({found}; {limit})")
+                yield from _refuse(
+                    self, 431, Reason.REQUEST_HEAD_TOO_LARGE, f"request head too large ({found}; {limit})"
+                )
                 return
             yield from held
             held = None
@@ -208,14 +208,14 @@ def _read_headers(self: Http1Server, event: events.ConnectionEvent) -> layer.Com
         # No end of head within the limit: nothing more is read or kept.
         self.buf = type(self.buf)()
         yield from _refuse(
-            self, 431, REASON_HEAD_TOO_LARGE, f"request head too large (no end within {head_limit} bytes)"
+            self, 431, Reason.REQUEST_HEAD_TOO_LARGE, f"request head too large (no end within {head_limit} bytes)"
         )
         return
     if self.state == self.done and self.request is None and isinstance(event, events.DataReceived):
         # mitmproxy refused a head it could not parse (its 400 is among the held commands) and told no hook.
         said = [command.message for command in held if isinstance(command, commands.Log)]
         error = said[0].split(": ", 1)[-1] if said else "request head not understood"  # after "address: "
-        yield RequestRefusedHook(Refusal(self.context.client, self.context.server, 400, REASON_PROTOCOL_ERROR, error))
+        yield RequestRefusedHook(Refusal(self.context.client, self.context.server, 400, Reason.PROTOCOL_ERROR, error))
     yield from held
 
 
@@ -254,7 +254,7 @@ def _bound_header_block(buffer: Any, limit: int) -> None:
 
 
 def _h2_protocol_error(self: Http2Server, message: str, *args: Any, **kwargs: Any) -> layer.CommandGenerator[None]:
-    reason = REASON_HEAD_TOO_LARGE if "header list larger" in message else REASON_PROTOCOL_ERROR
+    reason = Reason.REQUEST_HEAD_TOO_LARGE if "header list larger" in message else Reason.PROTOCOL_ERROR
     yield RequestRefusedHook(Refusal(self.context.client, self.context.server, None, reason, message))
     yield from _original_protocol_error(self, message, *args, **kwargs)
 

@@ -3,6 +3,7 @@
 import pytest
 
 from boundary.proxy.denial import denial_text, suggested_rule
+from boundary.reasons import REASONS, Reason
 
 
 @pytest.mark.parametrize(
@@ -21,11 +22,14 @@ def test_suggested_rule_would_allow_the_request(
 
 def test_denial_text_is_one_line_with_reason_and_hint() -> None:
     """One line: the request, the reason, and a rule to add."""
-    text = denial_text("no-matching-rule", "GET", "https://a.test/x", "a.test", 443, "/x")
+    text = denial_text(Reason.NO_MATCHING_RULE, "GET", "https://a.test/x", "a.test", 443, "/x")
     assert text.count("\n") == 1 and text.endswith("\n")
     assert "GET https://a.test/x" in text and "(no-matching-rule)" in text and "domain: a.test" in text
 
 
-def test_denial_text_for_an_unknown_reason_points_at_the_audit_log() -> None:
-    """A reason without a hint still renders."""
-    assert "see the audit log" in denial_text("weird", None, "tcp://h:1", "h", 1, None)
+@pytest.mark.parametrize("reason", [reason for reason in Reason if reason is not Reason.ALLOWED])
+def test_every_denial_says_how_to_allow_it(reason: Reason) -> None:
+    """The hint is the reasons table's; where it offers a rule, the rule names the request."""
+    text = denial_text(reason, "GET", "https://a.test/x", "a.test", 443, "/x")
+    assert f"({reason}); to allow it, " + REASONS[reason].hint.split("{rule}")[0] in text
+    assert ("{rule}" in REASONS[reason].hint) == ("domain: a.test" in text)

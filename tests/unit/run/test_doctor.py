@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from boundary.matcher import REASON_ALLOWED, REASON_NO_MATCHING_RULE, Matcher, Request
+from boundary.matcher import Matcher, Request
 from boundary.policy import parse_policy
+from boundary.reasons import Reason
 from boundary.run import doctor
 from boundary.run.doctor import (
     CHECKS,
@@ -252,7 +253,7 @@ def test_selftest_policy_decides_as_the_verdict_expects() -> None:
     matcher = Matcher(parse_policy(SELFTEST_POLICY, "doctor"))
     allowed = matcher.decide(Request("https", SELFTEST_ALLOWED, 443, "GET", SELFTEST_PATH))
     denied = matcher.decide(Request("https", SELFTEST_DENIED, 443, "GET", SELFTEST_PATH))
-    assert (allowed.reason, denied.reason) == (REASON_ALLOWED, REASON_NO_MATCHING_RULE)
+    assert (allowed.reason, denied.reason) == (Reason.ALLOWED, Reason.NO_MATCHING_RULE)
 
 
 @pytest.mark.parametrize("root", [True, False])
