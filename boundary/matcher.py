@@ -14,17 +14,20 @@ lookups, whatever the number of rules. Allow and deny rules live in the same buc
 Deny wins: a deny rule matching the request denies it (`denied-by-rule`, naming the rule) whatever allows it.
 What a deny rule cannot check counts as a match, so it fails closed: a non-HTTP stream matches a deny rule
 for its host and port whatever the rule's methods, paths and query, and an ambiguous target matches whatever
-its paths. Otherwise the allow rules are narrowed by port, then method, then path, then query, and the first
-survivor in policy order allows the request. When none survives, the deny reason names the step that
-emptied the set, so an audit line says *why*. An allowed HTTP decision carries the target to forward: the
-normalized one (the server sees exactly what was checked), or for a raw match the target as sent.
+its paths. Its paths match any reading a server may give the path (`path_readings`: ';params' cut, '%3B'
+decoded, with or without the trailing slash; see `_DenyPaths`), as its query matches any reading of the
+query; an allow rule matches the path as forwarded, nothing more. Otherwise the allow rules are narrowed by
+port, then method, then path, then query, and the first survivor in policy order allows the request. When
+none survives, the deny reason names the step that emptied the set, so an audit line says *why*. An allowed
+HTTP decision carries the target to forward: the normalized one (the server sees exactly what was checked),
+or for a raw match the target as sent.
 
 A stream that is not HTTP (method None) carries no method, path or query, so only a rule that restricts none
 of them may allow it.
 """
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from boundary.policy import (
@@ -33,27 +36,20 @@ from boundary.policy import (
     QueryReading,
     Rule,
     domain_pattern_parts,
+    encode_disallowed_characters,
+    has_one_segment_reading,
     is_canonical_host,
     is_ip_literal,
     normalize_host,
     normalize_path,
+    other_slash,
     query_readings,
     raw_target_matchable,
+    segment_readings,
 )
+from boundary.reasons import Reason
 
 __all__ = [
-    "REASONS",
-    "REASON_ALLOWED",
-    "REASON_AMBIGUOUS_PATH",
-    "REASON_DENIED_BY_RULE",
-    "REASON_INVALID_HOST",
-    "REASON_IP_LITERAL",
-    "REASON_METHOD_NOT_ALLOWED",
-    "REASON_NOT_HTTP",
-    "REASON_NO_MATCHING_RULE",
-    "REASON_PATH_NOT_ALLOWED",
-    "REASON_PORT_NOT_ALLOWED",
-    "REASON_QUERY_NOT_ALLOWED",
     "AmbiguousPathError",
     "Decision",
     "Matcher",
@@ -61,31 +57,6 @@ __all__ = [
     "deny",
     "normalize_path",
 ]
-
-REASON_ALLOWED: Final = "allowed"
-REASON_NO_MATCHING_RULE: Final = "no-matching-rule"  # no allow rule names the host
-REASON_PORT_NOT_ALLOWED: Final = "port-not-allowed"
-REASON_METHOD_NOT_ALLOWED: Final = "method-not-allowed"
-REASON_PATH_NOT_ALLOWED: Final = "path-not-allowed"
-REASON_QUERY_NOT_ALLOWED: Final = "query-not-allowed"  # a rule's path matched, but not its `query`
-REASON_DENIED_BY_RULE: Final = "denied-by-rule"  # a deny rule matched; Decision.rule names it
-REASON_AMBIGUOUS_PATH: Final = "ambiguous-path"
-REASON_IP_LITERAL: Final = "ip-literal"
-REASON_NOT_HTTP: Final = "not-http"  # a raw stream to a host whose rules for the port restrict methods/paths
-REASON_INVALID_HOST: Final = "invalid-host"
-REASONS: Final = (
-    REASON_ALLOWED,
-    REASON_NO_MATCHING_RULE,
-    REASON_PORT_NOT_ALLOWED,
-    REASON_METHOD_NOT_ALLOWED,
-    REASON_PATH_NOT_ALLOWED,
-    REASON_QUERY_NOT_ALLOWED,
-    REASON_DENIED_BY_RULE,
-    REASON_AMBIGUOUS_PATH,
-    REASON_IP_LITERAL,
-    REASON_NOT_HTTP,
-    REASON_INVALID_HOST,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +71,7 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Literal["allow", "deny"]
-    reason: str  # one of REASONS
+    reason: Reason
     rule: Rule | None = None  # the rule that allowed it, or the deny rule that denied it
     path: str | None = None  # target to forward (allowed HTTP requests only)
 
@@ -109,7 +80,7 @@ class Decision:
         return self.verdict == "allow"
 
 
-def deny(reason: str) -> Decision:
+def deny(reason: Reason) -> Decision:
     return Decision("deny", reason)
 
 
@@ -140,6 +111,77 @@ def _ports(entries: Iterable[tuple[int, Rule]]) -> frozenset[int]:
 _MAX_REMEMBERED_DESTINATIONS: Final = 65536
 
 
+class _DenyPaths:
+    """A deny rule's paths, matched against every `path_readings` of a request's path: the
+    `segment_readings`, each with either trailing slash.
+
+    The other slash is paid for once, here: a pattern gets its *slash twin* (`/secret` -> `/secret/`, `/a/` ->
+    `/a`, `/v1/*.json` -> `/v1/*.json/`) or needs none (`/admin/**`: the span takes or leaves the last ''), and
+    a path is only tried against the patterns that may match a path ending as it does, so twins cost nothing.
+    Only a pattern whose last segment may be empty (`/a/*`, `/a/*/`) has no exact twin: then a path is also
+    tried with its other slash. Patterns without '*' (and their twins) are a set lookup.
+    """
+
+    __slots__ = ("_literals", "_other_slash", "_slashed", "_unslashed", "match_path")
+
+    def __init__(self, rule: Rule, paths: tuple[str, ...]) -> None:
+        patterns: list[str] = []
+        self._other_slash = False  # some pattern has no exact twin
+        for pattern in paths:
+            twins = _slash_twins(pattern)
+            self._other_slash = self._other_slash or twins is None
+            patterns += [pattern, *(twins or ())]
+        self._literals = frozenset(pattern for pattern in patterns if "*" not in pattern)
+        stars = [pattern for pattern in patterns if "*" in pattern]
+        # The '*' patterns that may match a path ending in '/' (a last '*' may match ''), and ending otherwise.
+        slashed = tuple(pattern for pattern in stars if pattern.endswith(("/", "*")))
+        unslashed = tuple(pattern for pattern in stars if not pattern.endswith("/"))
+        self._slashed = replace(rule, paths=slashed) if slashed else None
+        self._unslashed = (
+            self._slashed if unslashed == slashed else replace(rule, paths=unslashed) if unslashed else None
+        )
+        # Whether one path (a reading) matches: `match_one`, or for the commonest shapes a quicker equivalent.
+        self.match_path: Callable[[str], bool] = self.match_one if self._other_slash else self._match_as_written
+        if not self._other_slash and not self._literals and self._slashed and self._slashed is self._unslashed:
+            self.match_path = self._slashed.matches_path  # spans only ('/admin/**'): one match, as without readings
+        elif not self._other_slash and not stars:
+            self.match_path = self._literals.__contains__
+
+    def match(self, readings: Iterable[str]) -> bool:
+        return any(map(self.match_path, readings))
+
+    def match_one(self, path: str) -> bool:
+        return self._match_as_written(path) or (self._other_slash and self._match_as_written(other_slash(path)))
+
+    def _match_as_written(self, path: str) -> bool:
+        if path in self._literals:
+            return True
+        globs = self._slashed if path.endswith("/") else self._unslashed
+        return globs is not None and globs.matches_path(path)
+
+
+def _slash_twins(pattern: str) -> tuple[str, ...] | None:
+    """The patterns that match a path exactly when `pattern` matches it with the other trailing slash, or None
+    when no pattern can (its last segment may be empty). Reasoning on segments (a path has no empty segment but
+    its last): the last segment of a path is taken by the pattern's last segment unless that is '**'."""
+    segments = pattern.split("/")
+    last = segments[-1]
+    if pattern == "/":
+        return ()  # no other path has '/' as its other-slash form
+    if last == "**":
+        while segments[-1] == "**":
+            segments.pop()
+        return () if len(segments) == 1 or _never_empty(segments[-1]) else None
+    if last == "":
+        return (pattern[:-1],) if _never_empty(segments[-2]) else None
+    return (pattern + "/",) if _never_empty(last) else None
+
+
+def _never_empty(segment_pattern: str) -> bool:
+    """Whether a segment pattern cannot match an empty segment: it has a literal character (not only '*'s)."""
+    return bool(segment_pattern.strip("*"))
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidates:
     """The rules for one destination (host, port), in policy order."""
@@ -147,12 +189,13 @@ class _Candidates:
     allows: tuple[Rule, ...]
     denies: tuple[Rule, ...]
     unknown: Decision  # the decision when no allow rule is left
+    deny_checks: tuple[tuple[Rule, _DenyPaths | None], ...]  # each deny rule with its paths (None: any path)
 
 
 class Matcher:
     """Decides requests against one policy; build once per policy (it indexes the rules by host)."""
 
-    __slots__ = ("_at", "_candidates_by_destination", "_under", "policy")
+    __slots__ = ("_at", "_candidates_by_destination", "_deny_paths", "_under", "policy")
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -171,6 +214,12 @@ class Matcher:
         self._at = {key: _bucket(*lists) for key, lists in at.items()}
         self._under = {key: _bucket(*lists) for key, lists in under.items()}
         self._candidates_by_destination: dict[tuple[str, int], _Candidates | Decision] = {}
+        # By identity: the policy keeps its rules alive, and a rule's fields need not be hashable.
+        self._deny_paths = {
+            id(rule): None if rule.paths is None else _DenyPaths(rule, rule.paths)
+            for _, rule in numbered
+            if rule.action != "allow"
+        }
 
     def _buckets(self, host: str) -> list[_Bucket]:
         """The buckets of every index key naming `host`: O(number of labels) dict lookups."""
@@ -203,11 +252,13 @@ class Matcher:
             buckets = self._buckets(canonical)
             allow_all = _merged(bucket.allow for bucket in buckets)
             deny_all = _merged(bucket.deny for bucket in buckets)
+            denies = tuple(rule for rule in deny_all if rule.ports is None or port in rule.ports)
             found = _Candidates(
                 allows=tuple(rule for rule in allow_all if rule.ports is not None and port in rule.ports),
-                denies=tuple(rule for rule in deny_all if rule.ports is None or port in rule.ports),
+                denies=denies,
                 # The reason when nothing allows the request before its method is even looked at.
-                unknown=deny(REASON_PORT_NOT_ALLOWED if allow_all else REASON_NO_MATCHING_RULE),
+                unknown=deny(Reason.PORT_NOT_ALLOWED if allow_all else Reason.NO_MATCHING_RULE),
+                deny_checks=tuple((rule, self._deny_paths[id(rule)]) for rule in denies),
             )
         if len(self._candidates_by_destination) >= _MAX_REMEMBERED_DESTINATIONS:
             self._candidates_by_destination.clear()  # bounded memory whatever the client asks for
@@ -221,17 +272,17 @@ class Matcher:
         allows, denies, unknown = candidates.allows, candidates.denies, candidates.unknown
         if request.method is None:
             if denies:
-                return Decision("deny", REASON_DENIED_BY_RULE, denies[0])
+                return Decision("deny", Reason.DENIED_BY_RULE, denies[0])
             if not allows:
                 return unknown
             for rule in allows:
                 if rule.unconditional:
-                    return Decision("allow", REASON_ALLOWED, rule)
-            return deny(REASON_NOT_HTTP)
+                    return Decision("allow", Reason.ALLOWED, rule)
+            return deny(Reason.NOT_HTTP)
         if not allows and not denies:
             return unknown
         if request.path is None:
-            return deny(REASON_AMBIGUOUS_PATH)
+            return deny(Reason.AMBIGUOUS_PATH)
         try:
             target = normalize_path(request.path)
         except AmbiguousPathError:
@@ -239,38 +290,57 @@ class Matcher:
         path, _, query_text = target.partition("?")
         query = _Query(query_text)
         method = request.method
-        for rule in denies:
-            if _method_ok(rule, method) and rule.matches_path(path) and query.satisfies(rule, loose=True):
-                return Decision("deny", REASON_DENIED_BY_RULE, rule)
+        if denies:
+            # The common case, one segment reading: only the trailing slash may read otherwise.
+            if ";" not in path and ("%" not in path or has_one_segment_reading(path)):
+                for rule, paths in candidates.deny_checks:
+                    if (
+                        _method_ok(rule, method)
+                        and (paths is None or paths.match_path(path))
+                        and query.satisfies(rule, loose=True)
+                    ):
+                        return Decision("deny", Reason.DENIED_BY_RULE, rule)
+            else:
+                denier = _denier(candidates.deny_checks, method, segment_readings(path), query)
+                if denier is not None:
+                    return Decision("deny", Reason.DENIED_BY_RULE, denier)
         if not allows:
             return unknown
         # Methods are compared exactly: "get" is not GET to every server, and any mismatch only denies.
         by_method = [rule for rule in allows if _method_ok(rule, method)]
         if not by_method:
-            return deny(REASON_METHOD_NOT_ALLOWED)
+            return deny(Reason.METHOD_NOT_ALLOWED)
         by_path = [rule for rule in by_method if rule.matches_path(path)]
         if not by_path:
-            return deny(REASON_PATH_NOT_ALLOWED)
+            return deny(Reason.PATH_NOT_ALLOWED)
         for rule in by_path:
             if query.satisfies(rule):
-                return Decision("allow", REASON_ALLOWED, rule, target)
-        return deny(REASON_QUERY_NOT_ALLOWED)
+                return Decision("allow", Reason.ALLOWED, rule, target)
+        return deny(Reason.QUERY_NOT_ALLOWED)
 
     @staticmethod
     def _decide_raw(method: str, target: str, allows: Sequence[Rule], denies: Sequence[Rule]) -> Decision:
         """A target normalize_path refused: only a `raw_paths` rule may allow it, matched as sent, and then
         every deny rule for the host, port and method counts as matching its path."""
         if not raw_target_matchable(target):
-            return deny(REASON_AMBIGUOUS_PATH)
-        path, _, query_text = target.partition("?")
+            return deny(Reason.AMBIGUOUS_PATH)
+        raw_path, question, query_text = target.partition("?")
+        # Patterns hold these characters encoded; the server gets the target as matched.
+        path = encode_disallowed_characters(raw_path)
+        target = path + question + query_text
         query = _Query(query_text)
         for rule in allows:
             if _method_ok(rule, method) and rule.matches_raw_path(path) and query.satisfies(rule):
                 for denier in denies:
                     if _method_ok(denier, method) and query.satisfies(denier, loose=True):
-                        return Decision("deny", REASON_DENIED_BY_RULE, denier)
-                return Decision("allow", REASON_ALLOWED, rule, target)
-        return deny(REASON_AMBIGUOUS_PATH)
+                        return Decision("deny", Reason.DENIED_BY_RULE, denier)
+                return Decision("allow", Reason.ALLOWED, rule, target)
+        return deny(Reason.AMBIGUOUS_PATH)
+
+    def deny_rules(self, host: str, port: int) -> tuple[Rule, ...]:
+        """The deny rules `decide` checks first for a request to `host`:`port`, in policy order."""
+        candidates = self._candidates(host, port)
+        return () if isinstance(candidates, Decision) else candidates.denies
 
     def allows_destination(self, host: str, port: int) -> bool:
         """The dial gate: some allow rule for `host` has `port`, and no deny rule without methods, paths or
@@ -323,13 +393,23 @@ class _Query:
         return rule.matches_query(self._readings, loose=loose)
 
 
+def _denier(
+    deny_checks: Iterable[tuple[Rule, _DenyPaths | None]], method: str, readings: Sequence[str], query: _Query
+) -> Rule | None:
+    """The first deny rule matching the method, one of the path's `segment_readings` and (loosely) the query."""
+    for rule, paths in deny_checks:
+        if _method_ok(rule, method) and (paths is None or paths.match(readings)) and query.satisfies(rule, loose=True):
+            return rule
+    return None
+
+
 def _host_key(host: str) -> str | Decision:
     """The normalized host, or the deny decision for a host no rule can name."""
     if is_canonical_host(host):
         return host
     if is_ip_literal(host):
-        return deny(REASON_IP_LITERAL)
+        return deny(Reason.IP_LITERAL)
     try:
         return normalize_host(host)
     except ValueError:
-        return deny(REASON_INVALID_HOST)
+        return deny(Reason.INVALID_HOST)

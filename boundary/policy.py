@@ -64,6 +64,8 @@ __all__ = [
     "compose_yaml",
     "domain_pattern_matches",
     "domain_pattern_parts",
+    "encode_disallowed_characters",
+    "has_one_segment_reading",
     "is_canonical_host",
     "is_ip_literal",
     "is_str_node",
@@ -72,10 +74,13 @@ __all__ = [
     "normalize_domain_pattern",
     "normalize_host",
     "normalize_path",
+    "other_slash",
     "parse_policy",
+    "path_readings",
     "query_readings",
     "raw_target_matchable",
     "read_text",
+    "segment_readings",
     "show_node",
     "star_matches",
 ]
@@ -271,8 +276,12 @@ TOKEN_BYTES: Final = re.compile(TOKEN.pattern.encode())
 _UNRESERVED: Final = frozenset(string.ascii_letters + string.digits + "-._~")
 # A request-target is visible ASCII only (RFC 9112 3.2); servers disagree on what anything else means.
 _VISIBLE_ASCII: Final = re.compile(r"[!-~]*")
-_ESCAPE: Final = re.compile(r"%([0-9A-Fa-f]{2})?")
+# A percent-escape, or a character encode_disallowed_characters writes as one (one pass does both).
+_ESCAPE_OR_DISALLOWED: Final = re.compile(r'%([0-9A-Fa-f]{2})?|["<>\[\]^`{|}]')
 _SLASHES: Final = re.compile(r"//+")
+# Visible characters RFC 3986 never allows raw in a path (gen-delims '[' ']' and the ones it excludes); servers
+# decode their escapes, so '/a"b' and '/a%22b' are one resource: normalize_path writes them escaped.
+_DISALLOWED_IN_PATH: Final = re.compile(r'["<>\[\]^`{|}]')
 # Paths normalize_path leaves as they are, recognised in one match: segments of unreserved and sub-delim
 # characters that do not start with '.' (so no dot segment), no empty segment, no escape; a visible query
 # without '#'.
@@ -289,8 +298,10 @@ class AmbiguousPathError(ValueError):
 def normalize_path(target: str) -> str:
     """Canonical form of a request target (`/path?query`); raises AmbiguousPathError.
 
-    Unreserved percent-escapes are decoded, the others upper-cased, repeated slashes collapsed and dot
-    segments removed (RFC 3986 5.2.4). The query is kept verbatim. The result is what gets matched *and*
+    Unreserved percent-escapes are decoded, the others upper-cased, characters a path may not hold raw
+    (`encode_disallowed_characters`) encoded, repeated slashes collapsed and dot segments removed (RFC 3986
+    5.2.4). The query is kept verbatim: query rules match decoded values, so `"` and `%22` read alike there, and
+    a client's query stays byte for byte what it sent (it may be signed). The result is what gets matched *and*
     forwarded, so the upstream server sees exactly the path that was checked.
     """
     path, question, query = target.partition("?")
@@ -308,13 +319,27 @@ def _normalize_path_fully(target: str, path: str, question: str, query: str) -> 
         raise AmbiguousPathError("does not start with '/'")
     if "\\" in path:
         raise AmbiguousPathError("backslash")
-    path = _SLASHES.sub("/", _ESCAPE.sub(_canonical_escape, path))
+    path = _SLASHES.sub("/", _ESCAPE_OR_DISALLOWED.sub(_canonical_escape, path))
     return _remove_dot_segments(path) + question + query
+
+
+def encode_disallowed_characters(path: str) -> str:
+    """`path` with the visible characters RFC 3986 does not allow raw in a path (`"<>[]^`{|}`) percent-encoded,
+    as normalize_path writes them; path patterns go through it too, so `/a"b` names what `/a%22b` names."""
+    if _DISALLOWED_IN_PATH.search(path) is None:
+        return path
+    return _DISALLOWED_IN_PATH.sub(_encoded, path)
+
+
+def _encoded(match: re.Match[str]) -> str:
+    return f"%{ord(match.group()):02X}"
 
 
 def _canonical_escape(match: re.Match[str]) -> str:
     hex_digits = match.group(1)
     if hex_digits is None:
+        if match.group() != "%":
+            return _encoded(match)
         raise AmbiguousPathError("invalid percent-escape")
     char = chr(int(hex_digits, 16))
     if char in _UNRESERVED:
@@ -329,8 +354,8 @@ def _remove_dot_segments(path: str) -> str:
     kept: list[str] = []
     ends_in_dot = False  # "/a/b/.." is the directory "/a/", with its slash
     for segment in path[1:].split("/"):
-        if ";" in segment and segment.partition(";")[0] in (".", ".."):
-            # Servlet containers drop ";params" and then resolve "..;" as "..".
+        if (";" in segment or "%3B" in segment) and _cut_parameters(segment) in (".", ".."):
+            # Servlet containers drop ";params" (some after decoding '%3B') and then resolve "..;" as "..".
             raise AmbiguousPathError("dot segment with parameters")
         ends_in_dot = segment in (".", "..")
         if segment == "..":
@@ -343,13 +368,75 @@ def _remove_dot_segments(path: str) -> str:
     return result + "/" if ends_in_dot and kept else result
 
 
+# Deny readings. A server may route a path otherwise than as written: servlet containers (Tomcat, Jetty,
+# Undertow) cut ";params" off each segment, some after decoding '%3B'; servers decode the escapes of the
+# characters a segment may also hold raw (sub-delims, ':', '@'); most frameworks route '/a' and '/a/' to one
+# handler. An allow rule must match the path as written (what is forwarded), but a deny rule matches every
+# reading, so a denied resource stays denied whichever way the server reads it.
+_PARAMETERS: Final = re.compile(r";[^/]*")
+_SEGMENT_CHAR_ESCAPE: Final = re.compile(r"%(2[146-9A-C]|3[ABD]|40)")  # ! $ & ' ( ) * + , : ; = @
+
+
+def path_readings(path: str) -> tuple[str, ...]:
+    """Every path a server may route a normalized path (without the query) to, `path` first, each once: the
+    `segment_readings`, then each with its trailing slash removed or added (`other_slash`)."""
+    readings = segment_readings(path)
+    return tuple(dict.fromkeys((*readings, *map(other_slash, readings))))
+
+
+def segment_readings(path: str) -> tuple[str, ...]:
+    """The readings of a normalized path's segments, `path` first: as written, ';params' cut, escapes decoded,
+    decoded then cut, cut then decoded. Cutting may empty a segment; repeated slashes then collapse, as in
+    normalize_path, which has already refused a dot segment with parameters ('..;', '.%3B')."""
+    if has_one_segment_reading(path):
+        return (path,)
+    cut, decoded = _cut_all_parameters(path), _decode_segment_chars(path)
+    if decoded == path:
+        return (path, cut)
+    return tuple(dict.fromkeys((path, cut, decoded, _cut_all_parameters(decoded), _decode_segment_chars(cut))))
+
+
+def has_one_segment_reading(path: str) -> bool:
+    """Whether `segment_readings(path)` is just `(path,)`: no ';' and no escape a server decodes to one of the
+    characters a segment may hold raw (so '%20' or '%C3%A9' alone keeps a path plain)."""
+    if ";" in path:
+        return False
+    if "%2" not in path and "%3" not in path and "%40" not in path:  # the common case, quicker than the regex
+        return True
+    return _SEGMENT_CHAR_ESCAPE.search(path) is None
+
+
+def other_slash(path: str) -> str:
+    """The path with its trailing slash removed, or added ('/' stays as it is)."""
+    if path == "/":
+        return path
+    return path[:-1] if path.endswith("/") else path + "/"
+
+
+def _cut_all_parameters(path: str) -> str:
+    return _SLASHES.sub("/", _PARAMETERS.sub("", path)) if ";" in path else path
+
+
+def _cut_parameters(segment: str) -> str:
+    """A segment without its ';params', '%3B' read as ';'."""
+    return segment.replace("%3B", ";").partition(";")[0]
+
+
+def _decode_segment_chars(path: str) -> str:
+    if "%" not in path:
+        return path
+    return _SEGMENT_CHAR_ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), path)
+
+
 # Raw matching (rules with `raw_paths: true`) of targets normalize_path refuses. The raw path is cut into
 # segments at '/' *and* at each token a server may turn into a separator or a climb: an encoded '/', '\' or
-# NUL, a backslash, and a '.' or '..' segment (also '%2e' and with ';params'). Those tokens become segments
-# of their own, marked with a byte no request target or pattern can contain, and a wildcard never matches a
-# marked segment: whatever could move the request elsewhere on the server must be written literally.
+# NUL, a backslash, and a '.' or '..' segment (also '%2e', and with ';params' or '%3Bparams'). Those tokens
+# become segments of their own, marked with a byte no request target or pattern can contain, and a wildcard
+# never matches a marked segment: whatever could move the request elsewhere on the server must be written
+# literally.
 _RAW_TOKEN: Final = re.compile(r"(%2[Ff]|%5[Cc]|%00|\\)")
 _ENCODED_DOT: Final = re.compile(r"%2[Ee]")
+_RAW_PARAMETERS: Final = re.compile(r"(?:;|%3[Bb]).*")
 _MARK: Final = "\x01"
 
 
@@ -364,7 +451,7 @@ def _raw_segments(path: str) -> list[str]:
         for index, piece in enumerate(_RAW_TOKEN.split(segment)):
             if index % 2:  # a separator-like token
                 segments.append(_MARK + piece.upper())
-            elif _ENCODED_DOT.sub(".", piece.partition(";")[0]) in (".", ".."):
+            elif _ENCODED_DOT.sub(".", _RAW_PARAMETERS.sub("", piece)) in (".", ".."):
                 segments.append(_MARK + piece)
             else:
                 segments.append(piece)
@@ -913,7 +1000,7 @@ class PathPatternType(ValueType[str]):
     def parse(self, fields: _Fields, node: Node, at: str) -> str:
         if not is_str_node(node):
             fields.doc.fail(node_line(node), at, f"expected a path pattern, got {show_node(node)}")
-        pattern = str(node.value)
+        pattern = encode_disallowed_characters(str(node.value))  # as requests are, so '/a"b' matches
         if not pattern.startswith("/"):
             fields.doc.fail(node_line(node), at, f"path must start with '/': {show_node(node)}")
         if "?" in pattern:

@@ -10,7 +10,13 @@ byte for byte as typed, so `/a/%2e%2e/b`, `//x` and `%2F` meet the matcher's nor
 would through the proxy. Only what a client never sends is dropped: credentials (`user@`) and the fragment.
 
 The proxy also checks the connection (an IP literal destination, SNI and Host naming different hosts); those
-checks need a connection, so `explain` states the matcher's decision for the URL alone.
+checks need a connection, so `explain` states the matcher's decision for the URL alone. Where deny rules apply,
+it lists the readings of the path they were matched against (`path_readings`).
+
+Output quotes input (URLs, paths, file names, rule ids) that may hold anything, lone surrogates from undecodable
+bytes included: every line is made printable (`printable`: Python-style escapes for control, format and
+surrogate characters), and JSON escapes the same characters as `\\uXXXX`, so nothing can fail to encode, and
+nothing reaches a terminal as a control sequence.
 
 A cases file for `test` is a YAML list of mappings, parsed as strictly as a policy: unknown and duplicate
 keys, wrong types and bad URLs are `CasesError`s of the form `FILE:LINE: [N].key: message`, quoting the value.
@@ -29,7 +35,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from boundary.errors import CasesError, PolicyError, UsageError
 from boundary.lint import lint
-from boundary.matcher import REASON_ALLOWED, REASONS, Decision, Matcher, Request
+from boundary.matcher import Decision, Matcher, Request
 from boundary.policy import (
     AmbiguousPathError,
     Policy,
@@ -40,8 +46,10 @@ from boundary.policy import (
     node_line,
     normalize_host,
     normalize_path,
+    path_readings,
     show_node,
 )
+from boundary.reasons import POLICY_REASONS, Reason
 
 __all__ = [
     "Case",
@@ -52,6 +60,7 @@ __all__ = [
     "explain",
     "parse_cases",
     "parse_url",
+    "printable",
     "render_json",
     "render_outcomes",
     "render_text",
@@ -142,13 +151,17 @@ class Explanation:
     host_note: str | None  # why the host could not be normalized
     path: str | None  # the normalized target (the one forwarded if allowed); None when ambiguous
     path_note: str | None  # why the target is ambiguous, or that it is forwarded as sent
+    readings: tuple[str, ...] = ()  # the path's readings deny rules were matched against; () if none applies
 
 
 def explain(matcher: Matcher, request: Request, url: str) -> Explanation:
     decision = matcher.decide(request)
     host, host_note = _host_view(request.host)
     path, path_note = _path_view(decision, request.path or "")
-    return Explanation(url, request, decision, host, host_note, path, path_note)
+    readings: tuple[str, ...] = ()
+    if path is not None and path_note is None and matcher.deny_rules(request.host, request.port):
+        readings = path_readings(path.partition("?")[0])  # an ambiguous path meets deny rules whatever it is
+    return Explanation(url, request, decision, host, host_note, path, path_note, readings)
 
 
 def _host_view(host: str) -> tuple[str, str | None]:
@@ -195,7 +208,10 @@ def render_text(explanation: Explanation) -> str:
         ("method", request.method or ""),
         ("path", path),
     ]
-    return "".join(f"{name + ':':<10}{value}\n" for name, value in fields)
+    if len(explanation.readings) > 1:
+        # Normalized paths hold no space, so ", " separates them unambiguously.
+        fields.append(("readings", ", ".join(explanation.readings) + " (deny rules match each)"))
+    return "".join(f"{name + ':':<10}{printable(value)}\n" for name, value in fields)
 
 
 def render_json(explanation: Explanation) -> str:
@@ -216,9 +232,41 @@ def render_json(explanation: Explanation) -> str:
             "target": request.path,
             "host_note": explanation.host_note,
             "path_note": explanation.path_note,
+            "readings": list(explanation.readings),
         },
     }
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    return _json_line(record)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Printing any input
+
+
+def printable(text: str) -> str:
+    """`text` with each character that does not print (controls, line breaks, format characters such as
+    bidi overrides, lone surrogates from undecodable bytes, spaces other than ' ') as its Python escape
+    (`\\x1b`, `\\u202e`, `\\udcff`): the result encodes as UTF-8 and shows on a terminal as what it is."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
+def _json_line(record: object) -> str:
+    """One line of JSON whose non-ASCII text stays readable but whose characters that do not print are
+    `\\uXXXX` escapes (json.dumps leaves DEL, C1 controls, format characters and lone surrogates raw)."""
+    text = json.dumps(record, ensure_ascii=False)
+    if not text.isprintable():
+        # Outside strings json.dumps writes only printable ASCII, so each such character is inside a string.
+        text = "".join(char if char.isprintable() else _json_escape(char) for char in text)
+    return text + "\n"
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # outside the BMP: a surrogate pair, as JSON spells it
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -236,16 +284,17 @@ def check(path: str, load: Callable[[str], Policy], *, strict: bool = False) -> 
     try:
         policy = load(path)
     except PolicyError as e:
-        return CheckResult(f"{e}\n", ok=False)
+        return CheckResult(f"{printable(str(e))}\n", ok=False)
     findings = lint(policy)
-    lines = [f"{finding.source}: warning: {finding.message}\n" for finding in findings]
+    lines = [f"{finding.source}: warning: {finding.message}" for finding in findings]
     rules = f"{_count(len(policy.rules), 'allow rule')}, {_count(len(policy.deny), 'deny rule')}"
-    if strict and findings:
-        lines.append(f"{path}: {_count(len(findings), 'warning')}, fatal with --strict ({rules})\n")
-        return CheckResult("".join(lines), ok=False)
-    warnings = f", {_count(len(findings), 'warning')}" if findings else ""
-    lines.append(f"{path}: OK ({rules}{warnings})\n")
-    return CheckResult("".join(lines), ok=True)
+    ok = not (strict and findings)
+    if not ok:
+        lines.append(f"{path}: {_count(len(findings), 'warning')}, fatal with --strict ({rules})")
+    else:
+        warnings = f", {_count(len(findings), 'warning')}" if findings else ""
+        lines.append(f"{path}: OK ({rules}{warnings})")
+    return CheckResult("".join(f"{printable(line)}\n" for line in lines), ok=ok)
 
 
 def _count(number: int, noun: str) -> str:
@@ -262,7 +311,7 @@ class Case:
     request: Request
     url: str  # as written
     expect: Literal["allow", "deny"]
-    reason: str | None  # one of the matcher's REASONS, if the case names one
+    reason: str | None  # one of POLICY_REASONS (what the policy gives), if the case names one
     name: str | None
 
 
@@ -293,8 +342,8 @@ def _expect(node: ScalarNode) -> str:
 
 
 def _reason(node: ScalarNode) -> str:
-    if node.value not in REASONS:
-        raise ValueError(f"unknown reason {node.value!r} (known: {', '.join(REASONS)})")
+    if node.value not in POLICY_REASONS:
+        raise ValueError(f"unknown reason {node.value!r} (known: {', '.join(POLICY_REASONS)})")
     return str(node.value)
 
 
@@ -345,7 +394,7 @@ def _case(node: Node, source: str, at: str) -> Case:
             _fail(source, node_line(node), at, f"missing required key {required!r}")
     expect: Literal["allow", "deny"] = "allow" if values["expect"] == "allow" else "deny"
     reason = values.get("reason")
-    if reason is not None and (reason == REASON_ALLOWED) != (expect == "allow"):
+    if reason is not None and (reason == Reason.ALLOWED) != (expect == "allow"):
         _fail(source, lines["reason"], f"{at}.reason", f"reason {reason!r} contradicts 'expect: {expect}'")
     # Both were checked on their own above, so this cannot fail.
     request = replace(parse_url(values["url"]), method=values.get("method", "GET"))
@@ -377,7 +426,7 @@ def run_cases(matcher: Matcher, cases: Sequence[Case]) -> tuple[Outcome, ...]:
 
 def render_outcomes(outcomes: Sequence[Outcome], source: str) -> str:
     """One line per failed case, `SOURCE:LINE: METHOD URL: expected X, got Y (...)`, then `N cases, M failed`."""
-    lines = [_failure(outcome, source) for outcome in outcomes if not outcome.passed]
+    lines = [printable(_failure(outcome, source)) + "\n" for outcome in outcomes if not outcome.passed]
     lines.append(f"{_count(len(outcomes), 'case')}, {len(lines)} failed\n")
     return "".join(lines)
 
@@ -391,4 +440,4 @@ def _failure(outcome: Outcome, source: str) -> str:
     else:
         got = f"deny ({decision.reason}, rule {rule})" if rule else f"deny ({decision.reason})"
     named = f" [{case.name}]" if case.name else ""
-    return f"{source}:{case.line}: {case.request.method} {case.url}: expected {expected}, got {got}{named}\n"
+    return f"{source}:{case.line}: {case.request.method} {case.url}: expected {expected}, got {got}{named}"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -184,6 +185,9 @@ class _ErrorExitGroup(click.Group):
 @main_group.group(cls=_ErrorExitGroup, error_exit=EXIT_POLICY_ERROR, epilog=POLICY_EPILOG)
 def policy() -> None:
     """Check, explain and test policy files, without starting a jail."""
+    # Output quotes input (made printable by policytool); a character the terminal's encoding lacks is escaped.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 @policy.command(epilog=CHECK_EPILOG, short_help="Validate policy files and lint their rules.")

@@ -347,6 +347,70 @@ def test_policy_test_with_a_missing_cases_file_exits_2(tmp_path: Path, tools_pol
     assert result.stderr == f"boundary: {missing}: cannot read cases: No such file or directory\n"
 
 
+# Input the terminal cannot take as is: a byte that is not UTF-8 (a lone surrogate once Python decodes argv or a
+# YAML escape), ESC starting a colour sequence, and a bidi override.
+UNPRINTABLE = "\udcff\x1b[31m\u202e"
+ESCAPED = "\\udcff\\x1b[31m\\u202e"
+
+
+def boundary_bytes(*args: str, cwd: Path, encoding: str) -> subprocess.CompletedProcess[bytes]:
+    """`boundary(...)` with stdout in `encoding`, strict (as under a UTF-8 locale other than C), as bytes."""
+    env = {key: value for key, value in os.environ.items() if key != "BOUNDARY_DEBUG"}
+    env["PYTHONIOENCODING"] = encoding
+    return subprocess.run(
+        [str(tools.venv_python()), "-m", "boundary", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_explain_prints_a_url_that_does_not_print_escaped(tmp_path: Path, tools_policy: Path, as_json: bool) -> None:
+    """A URL with a byte that is not UTF-8 and control characters used to end in `internal error:
+    UnicodeEncodeError` (or write them raw); it is explained, escaped, exit 1 (denied: ambiguous path)."""
+    url = f"https://api.example.com/v1/{UNPRINTABLE}"
+    args = ["policy", "explain", *(["--json"] if as_json else []), str(tools_policy), url]
+    result = boundary_bytes(*args, cwd=tmp_path, encoding="utf-8")
+    assert (result.returncode, result.stderr) == (1, b"")
+    out = result.stdout.decode("utf-8")
+    if as_json:
+        assert json.loads(out)["url"] == url
+        assert "\\udcff\\u001b[31m\\u202e" in out
+    else:
+        assert f"path:     /v1/{ESCAPED} (as sent; ambiguous: control, space or non-ASCII character)\n" in out
+
+
+def test_policy_test_prints_a_failing_case_that_does_not_print_escaped(tmp_path: Path, tools_policy: Path) -> None:
+    """A cases file may spell any character with YAML escapes; the failure line quotes the URL escaped."""
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(f'- {{url: "https://api.example.com/v1/{ESCAPED}", expect: allow}}\n')
+    result = boundary_bytes("policy", "test", str(tools_policy), str(cases), cwd=tmp_path, encoding="utf-8")
+    assert (result.returncode, result.stderr) == (1, b"")
+    assert result.stdout.decode("utf-8") == (
+        f"{cases}:1: GET https://api.example.com/v1/{ESCAPED}: expected allow, got deny (ambiguous-path)\n"
+        "1 case, 1 failed\n"
+    )
+
+
+def test_check_prints_a_file_name_that_does_not_print_escaped(tmp_path: Path) -> None:
+    result = boundary_bytes("policy", "check", str(tmp_path / f"p{UNPRINTABLE}.yaml"), cwd=tmp_path, encoding="utf-8")
+    assert (result.returncode, result.stderr) == (2, b"")
+    assert (
+        result.stdout.decode("utf-8") == f"{tmp_path}/p{ESCAPED}.yaml: cannot read policy: No such file or directory\n"
+    )
+
+
+def test_policy_output_on_a_terminal_that_lacks_a_character_escapes_it(tmp_path: Path, tools_policy: Path) -> None:
+    """On a Latin-1 terminal a printable character outside Latin-1 is escaped, not an internal error."""
+    url = "https://api.example.com/v1/\u0101"
+    result = boundary_bytes("policy", "explain", str(tools_policy), url, cwd=tmp_path, encoding="latin-1")
+    assert (result.returncode, result.stderr) == (1, b"")
+    assert b"path:     /v1/\\u0101 (as sent; " in result.stdout
+
+
 def test_policy_schema_prints_the_json_schema(tmp_path: Path) -> None:
     result = boundary("policy", "schema", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, policy_json_schema_text(), "")

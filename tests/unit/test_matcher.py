@@ -9,26 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from boundary.matcher import (
-    REASON_ALLOWED,
-    REASON_AMBIGUOUS_PATH,
-    REASON_DENIED_BY_RULE,
-    REASON_INVALID_HOST,
-    REASON_IP_LITERAL,
-    REASON_METHOD_NOT_ALLOWED,
-    REASON_NO_MATCHING_RULE,
-    REASON_NOT_HTTP,
-    REASON_PATH_NOT_ALLOWED,
-    REASON_PORT_NOT_ALLOWED,
-    REASON_QUERY_NOT_ALLOWED,
-    REASONS,
-    AmbiguousPathError,
-    Decision,
-    Matcher,
-    Request,
-    deny,
-    normalize_path,
-)
+from boundary.matcher import AmbiguousPathError, Decision, Matcher, Request, deny, normalize_path
 from boundary.policy import (
     _PLAIN_PATH,
     _PLAIN_QUERY,
@@ -36,10 +17,15 @@ from boundary.policy import (
     Policy,
     Rule,
     _normalize_path_fully,
+    has_one_segment_reading,
     normalize_host,
+    other_slash,
     parse_policy,
+    path_readings,
     query_readings,
+    segment_readings,
 )
+from boundary.reasons import POLICY_REASONS, Reason
 
 POLICY_TEXT = """\
 version: 1
@@ -119,73 +105,75 @@ ALLOWED = [
 def test_allowed_requests(request_: Request, line: int, forwarded: str) -> None:
     """These requests are allowed by the rule on `line`, and the normalized target is what gets forwarded."""
     decision = MATCHER.decide(request_)
-    assert decision == Decision("allow", REASON_ALLOWED, decision.rule, forwarded)
+    assert decision == Decision("allow", Reason.ALLOWED, decision.rule, forwarded)
     assert decision.rule is not None
     assert decision.rule.source == f"<string>:{line}"
 
 
 DENIED = [
     # hosts
-    pytest.param(http("unknown.example"), REASON_NO_MATCHING_RULE, id="unknown-host"),
-    pytest.param(http("sub.open.example"), REASON_NO_MATCHING_RULE, id="subdomain-not-implied"),
-    pytest.param(http("open.example.."), REASON_INVALID_HOST, id="two-trailing-dots"),
-    pytest.param(http(""), REASON_INVALID_HOST, id="empty-host"),
-    pytest.param(http("open example"), REASON_INVALID_HOST, id="space-in-host"),
-    pytest.param(http("open.example:443"), REASON_INVALID_HOST, id="host-with-port"),
-    pytest.param(http("open_example"), REASON_INVALID_HOST, id="underscore"),
-    pytest.param(http("\uff4f\uff50\uff45\uff4e.example"), REASON_INVALID_HOST, id="fullwidth-host"),
-    pytest.param(http("1.2.3.4.5"), REASON_INVALID_HOST, id="numeric-last-label"),
+    pytest.param(http("unknown.example"), Reason.NO_MATCHING_RULE, id="unknown-host"),
+    pytest.param(http("sub.open.example"), Reason.NO_MATCHING_RULE, id="subdomain-not-implied"),
+    pytest.param(http("open.example.."), Reason.INVALID_HOST, id="two-trailing-dots"),
+    pytest.param(http(""), Reason.INVALID_HOST, id="empty-host"),
+    pytest.param(http("open example"), Reason.INVALID_HOST, id="space-in-host"),
+    pytest.param(http("open.example:443"), Reason.INVALID_HOST, id="host-with-port"),
+    pytest.param(http("open_example"), Reason.INVALID_HOST, id="underscore"),
+    pytest.param(http("\uff4f\uff50\uff45\uff4e.example"), Reason.INVALID_HOST, id="fullwidth-host"),
+    pytest.param(http("1.2.3.4.5"), Reason.INVALID_HOST, id="numeric-last-label"),
     # IP literals, every spelling
-    pytest.param(http("127.0.0.1"), REASON_IP_LITERAL, id="ipv4"),
-    pytest.param(http("127.1"), REASON_IP_LITERAL, id="ipv4-short"),
-    pytest.param(http("0x7f.0.0.1"), REASON_IP_LITERAL, id="ipv4-hex"),
-    pytest.param(http("2130706433"), REASON_IP_LITERAL, id="ipv4-integer"),
-    pytest.param(http("017700000001"), REASON_IP_LITERAL, id="ipv4-octal"),
-    pytest.param(http("127.0.0.1."), REASON_IP_LITERAL, id="ipv4-trailing-dot"),
-    pytest.param(http("::1"), REASON_IP_LITERAL, id="ipv6"),
-    pytest.param(http("[::1]"), REASON_IP_LITERAL, id="ipv6-brackets"),
-    pytest.param(http("[::ffff:7f00:1]"), REASON_IP_LITERAL, id="ipv4-mapped-ipv6"),
+    pytest.param(http("127.0.0.1"), Reason.IP_LITERAL, id="ipv4"),
+    pytest.param(http("127.1"), Reason.IP_LITERAL, id="ipv4-short"),
+    pytest.param(http("0x7f.0.0.1"), Reason.IP_LITERAL, id="ipv4-hex"),
+    pytest.param(http("2130706433"), Reason.IP_LITERAL, id="ipv4-integer"),
+    pytest.param(http("017700000001"), Reason.IP_LITERAL, id="ipv4-octal"),
+    pytest.param(http("127.0.0.1."), Reason.IP_LITERAL, id="ipv4-trailing-dot"),
+    pytest.param(http("::1"), Reason.IP_LITERAL, id="ipv6"),
+    pytest.param(http("[::1]"), Reason.IP_LITERAL, id="ipv6-brackets"),
+    pytest.param(http("[::ffff:7f00:1]"), Reason.IP_LITERAL, id="ipv4-mapped-ipv6"),
     # ports
-    pytest.param(http("open.example", port=8080), REASON_PORT_NOT_ALLOWED, id="port-outside-default"),
-    pytest.param(http("alt.example", port=443), REASON_PORT_NOT_ALLOWED, id="explicit-ports-replace-default"),
-    pytest.param(http("open.example", port=0), REASON_PORT_NOT_ALLOWED, id="port-zero"),
+    pytest.param(http("open.example", port=8080), Reason.PORT_NOT_ALLOWED, id="port-outside-default"),
+    pytest.param(http("alt.example", port=443), Reason.PORT_NOT_ALLOWED, id="explicit-ports-replace-default"),
+    pytest.param(http("open.example", port=0), Reason.PORT_NOT_ALLOWED, id="port-zero"),
     # methods: listed ones only, compared exactly
-    pytest.param(http("api.example", "/hello", "DELETE"), REASON_METHOD_NOT_ALLOWED, id="unlisted-method"),
-    pytest.param(http("api.example", "/hello", "get"), REASON_METHOD_NOT_ALLOWED, id="method-case"),
+    pytest.param(http("api.example", "/hello", "DELETE"), Reason.METHOD_NOT_ALLOWED, id="unlisted-method"),
+    pytest.param(http("api.example", "/hello", "get"), Reason.METHOD_NOT_ALLOWED, id="method-case"),
     # paths
-    pytest.param(http("api.example", "/hello", "POST"), REASON_PATH_NOT_ALLOWED, id="method-of-other-rule"),
-    pytest.param(http("api.example", "/goodbye"), REASON_PATH_NOT_ALLOWED, id="unlisted-path"),
-    pytest.param(http("api.example", "/hello/"), REASON_PATH_NOT_ALLOWED, id="extra-slash"),
-    pytest.param(http("api.example", "/HELLO"), REASON_PATH_NOT_ALLOWED, id="path-case"),
-    pytest.param(http("api.example", "/v1/a/b"), REASON_PATH_NOT_ALLOWED, id="star-one-segment"),
-    pytest.param(http("api.example", "/hello%3F"), REASON_PATH_NOT_ALLOWED, id="escaped-question-mark"),
+    pytest.param(http("api.example", "/hello", "POST"), Reason.PATH_NOT_ALLOWED, id="method-of-other-rule"),
+    pytest.param(http("api.example", "/goodbye"), Reason.PATH_NOT_ALLOWED, id="unlisted-path"),
+    pytest.param(http("api.example", "/hello/"), Reason.PATH_NOT_ALLOWED, id="extra-slash"),
+    pytest.param(http("api.example", "/HELLO"), Reason.PATH_NOT_ALLOWED, id="path-case"),
+    pytest.param(http("api.example", "/v1/a/b"), Reason.PATH_NOT_ALLOWED, id="star-one-segment"),
+    pytest.param(http("api.example", "/hello%3F"), Reason.PATH_NOT_ALLOWED, id="escaped-question-mark"),
     # bypass spellings: each normalizes away from the allowed prefix, or is ambiguous
-    pytest.param(http("api.example", "/public/../secret"), REASON_PATH_NOT_ALLOWED, id="dot-dot"),
-    pytest.param(http("api.example", "/public/%2e%2e/secret"), REASON_PATH_NOT_ALLOWED, id="escaped-dot-dot"),
-    pytest.param(http("api.example", "/public/.%2E/secret"), REASON_PATH_NOT_ALLOWED, id="half-escaped"),
-    pytest.param(http("api.example", "//secret"), REASON_PATH_NOT_ALLOWED, id="double-slash"),
-    pytest.param(http("api.example", "/public/./../secret"), REASON_PATH_NOT_ALLOWED, id="dot-then-dot-dot"),
-    pytest.param(http("api.example", "/a/../secret"), REASON_PATH_NOT_ALLOWED, id="a-dot-dot-secret"),
-    pytest.param(http("api.example", "/%2e%2e/secret"), REASON_AMBIGUOUS_PATH, id="escaped-above-root"),
-    pytest.param(http("api.example", "/%2E%2e/"), REASON_AMBIGUOUS_PATH, id="mixed-case-above-root"),
-    pytest.param(http("api.example", "/../public/x"), REASON_AMBIGUOUS_PATH, id="above-root"),
-    pytest.param(http("api.example", "/public/x/../../.."), REASON_AMBIGUOUS_PATH, id="climbs-out"),
-    pytest.param(http("api.example", "/public/a%2Fb"), REASON_AMBIGUOUS_PATH, id="encoded-slash"),
-    pytest.param(http("api.example", "/public/a%2f..%2f..%2fsecret"), REASON_AMBIGUOUS_PATH, id="encoded-slashes"),
-    pytest.param(http("api.example", "/public/a%5Cb"), REASON_AMBIGUOUS_PATH, id="encoded-backslash"),
-    pytest.param(http("api.example", "/public\\..\\secret"), REASON_AMBIGUOUS_PATH, id="backslash"),
-    pytest.param(http("api.example", "/public/x%00"), REASON_AMBIGUOUS_PATH, id="encoded-nul"),
-    pytest.param(http("api.example", "/public/x\x00"), REASON_AMBIGUOUS_PATH, id="nul"),
-    pytest.param(http("api.example", "/public/..;/secret"), REASON_AMBIGUOUS_PATH, id="dot-dot-params"),
-    pytest.param(http("api.example", "/public/x#/../../secret"), REASON_AMBIGUOUS_PATH, id="fragment"),
-    pytest.param(http("api.example", "/public/x y"), REASON_AMBIGUOUS_PATH, id="space"),
-    pytest.param(http("api.example", "/public/\u2024\u2024"), REASON_AMBIGUOUS_PATH, id="non-ascii"),
-    pytest.param(http("api.example", "/public/%zz"), REASON_AMBIGUOUS_PATH, id="invalid-escape"),
-    pytest.param(http("api.example", "*", "OPTIONS"), REASON_AMBIGUOUS_PATH, id="asterisk-form"),
-    pytest.param(http("api.example", "http://api.example/hello"), REASON_AMBIGUOUS_PATH, id="absolute-form"),
-    pytest.param(http("api.example", ""), REASON_AMBIGUOUS_PATH, id="empty-target"),
-    pytest.param(Request("https", "api.example", 443, "GET", None), REASON_AMBIGUOUS_PATH, id="no-target"),
-    pytest.param(http("open.example", "/../x"), REASON_AMBIGUOUS_PATH, id="ambiguous-even-if-any-path"),
+    pytest.param(http("api.example", "/public/../secret"), Reason.PATH_NOT_ALLOWED, id="dot-dot"),
+    pytest.param(http("api.example", "/public/%2e%2e/secret"), Reason.PATH_NOT_ALLOWED, id="escaped-dot-dot"),
+    pytest.param(http("api.example", "/public/.%2E/secret"), Reason.PATH_NOT_ALLOWED, id="half-escaped"),
+    pytest.param(http("api.example", "//secret"), Reason.PATH_NOT_ALLOWED, id="double-slash"),
+    pytest.param(http("api.example", "/public/./../secret"), Reason.PATH_NOT_ALLOWED, id="dot-then-dot-dot"),
+    pytest.param(http("api.example", "/a/../secret"), Reason.PATH_NOT_ALLOWED, id="a-dot-dot-secret"),
+    pytest.param(http("api.example", "/%2e%2e/secret"), Reason.AMBIGUOUS_PATH, id="escaped-above-root"),
+    pytest.param(http("api.example", "/%2E%2e/"), Reason.AMBIGUOUS_PATH, id="mixed-case-above-root"),
+    pytest.param(http("api.example", "/../public/x"), Reason.AMBIGUOUS_PATH, id="above-root"),
+    pytest.param(http("api.example", "/public/x/../../.."), Reason.AMBIGUOUS_PATH, id="climbs-out"),
+    pytest.param(http("api.example", "/public/a%2Fb"), Reason.AMBIGUOUS_PATH, id="encoded-slash"),
+    pytest.param(http("api.example", "/public/a%2f..%2f..%2fsecret"), Reason.AMBIGUOUS_PATH, id="encoded-slashes"),
+    pytest.param(http("api.example", "/public/a%5Cb"), Reason.AMBIGUOUS_PATH, id="encoded-backslash"),
+    pytest.param(http("api.example", "/public\\..\\secret"), Reason.AMBIGUOUS_PATH, id="backslash"),
+    pytest.param(http("api.example", "/public/x%00"), Reason.AMBIGUOUS_PATH, id="encoded-nul"),
+    pytest.param(http("api.example", "/public/x\x00"), Reason.AMBIGUOUS_PATH, id="nul"),
+    pytest.param(http("api.example", "/public/..;/secret"), Reason.AMBIGUOUS_PATH, id="dot-dot-params"),
+    pytest.param(http("api.example", "/public/..%3B"), Reason.AMBIGUOUS_PATH, id="dot-dot-encoded-params"),
+    pytest.param(http("api.example", "/public/.%3bx"), Reason.AMBIGUOUS_PATH, id="dot-encoded-params-lower"),
+    pytest.param(http("api.example", "/public/x#/../../secret"), Reason.AMBIGUOUS_PATH, id="fragment"),
+    pytest.param(http("api.example", "/public/x y"), Reason.AMBIGUOUS_PATH, id="space"),
+    pytest.param(http("api.example", "/public/\u2024\u2024"), Reason.AMBIGUOUS_PATH, id="non-ascii"),
+    pytest.param(http("api.example", "/public/%zz"), Reason.AMBIGUOUS_PATH, id="invalid-escape"),
+    pytest.param(http("api.example", "*", "OPTIONS"), Reason.AMBIGUOUS_PATH, id="asterisk-form"),
+    pytest.param(http("api.example", "http://api.example/hello"), Reason.AMBIGUOUS_PATH, id="absolute-form"),
+    pytest.param(http("api.example", ""), Reason.AMBIGUOUS_PATH, id="empty-target"),
+    pytest.param(Request("https", "api.example", 443, "GET", None), Reason.AMBIGUOUS_PATH, id="no-target"),
+    pytest.param(http("open.example", "/../x"), Reason.AMBIGUOUS_PATH, id="ambiguous-even-if-any-path"),
 ]
 
 
@@ -198,12 +186,12 @@ def test_denied_requests(request_: Request, reason: str) -> None:
 @pytest.mark.parametrize(
     ("request_", "reason"),
     [
-        pytest.param(http("locked.example", "/nope", "POST", 80), REASON_PORT_NOT_ALLOWED, id="all-wrong"),
-        pytest.param(http("locked.example", "/ok", "GET", 80), REASON_PORT_NOT_ALLOWED, id="port-wrong"),
-        pytest.param(http("locked.example", "/nope", "POST"), REASON_METHOD_NOT_ALLOWED, id="method-and-path"),
-        pytest.param(http("locked.example", "/ok", "POST"), REASON_METHOD_NOT_ALLOWED, id="method-wrong"),
-        pytest.param(http("locked.example", "/nope", "GET"), REASON_PATH_NOT_ALLOWED, id="path-wrong"),
-        pytest.param(http("locked.example", "/../ok", "POST"), REASON_AMBIGUOUS_PATH, id="ambiguous-first"),
+        pytest.param(http("locked.example", "/nope", "POST", 80), Reason.PORT_NOT_ALLOWED, id="all-wrong"),
+        pytest.param(http("locked.example", "/ok", "GET", 80), Reason.PORT_NOT_ALLOWED, id="port-wrong"),
+        pytest.param(http("locked.example", "/nope", "POST"), Reason.METHOD_NOT_ALLOWED, id="method-and-path"),
+        pytest.param(http("locked.example", "/ok", "POST"), Reason.METHOD_NOT_ALLOWED, id="method-wrong"),
+        pytest.param(http("locked.example", "/nope", "GET"), Reason.PATH_NOT_ALLOWED, id="path-wrong"),
+        pytest.param(http("locked.example", "/../ok", "POST"), Reason.AMBIGUOUS_PATH, id="ambiguous-first"),
     ],
 )
 def test_deny_reason_is_the_most_specific(request_: Request, reason: str) -> None:
@@ -216,11 +204,11 @@ def test_deny_reason_is_the_most_specific(request_: Request, reason: str) -> Non
     [
         pytest.param(stream("open.example"), ("allow", OPEN), id="unrestricted-rule"),
         pytest.param(stream("git.example", 22), ("allow", GIT_SSH), id="unrestricted-rule-on-its-port"),
-        pytest.param(stream("git.example", 443), ("deny", REASON_NOT_HTTP), id="method-restricted-rule"),
-        pytest.param(stream("api.example"), ("deny", REASON_NOT_HTTP), id="path-restricted-rules"),
-        pytest.param(stream("open.example", 22), ("deny", REASON_PORT_NOT_ALLOWED), id="wrong-port"),
-        pytest.param(stream("unknown.example"), ("deny", REASON_NO_MATCHING_RULE), id="unknown-host"),
-        pytest.param(stream("10.0.0.1"), ("deny", REASON_IP_LITERAL), id="ip"),
+        pytest.param(stream("git.example", 443), ("deny", Reason.NOT_HTTP), id="method-restricted-rule"),
+        pytest.param(stream("api.example"), ("deny", Reason.NOT_HTTP), id="path-restricted-rules"),
+        pytest.param(stream("open.example", 22), ("deny", Reason.PORT_NOT_ALLOWED), id="wrong-port"),
+        pytest.param(stream("unknown.example"), ("deny", Reason.NO_MATCHING_RULE), id="unknown-host"),
+        pytest.param(stream("10.0.0.1"), ("deny", Reason.IP_LITERAL), id="ip"),
     ],
 )
 def test_non_http_streams(request_: Request, decision: tuple[str, object]) -> None:
@@ -229,7 +217,7 @@ def test_non_http_streams(request_: Request, decision: tuple[str, object]) -> No
     verdict, detail = decision
     if verdict == "allow":
         assert result.allowed
-        assert result.reason == REASON_ALLOWED
+        assert result.reason == Reason.ALLOWED
         assert result.rule is not None
         assert result.rule.source == f"<string>:{detail}"
         assert result.path is None
@@ -254,7 +242,7 @@ def test_first_matching_rule_in_file_order_wins() -> None:
 
 def test_empty_policy_denies_everything() -> None:
     """With no rules, every host is unknown."""
-    assert Matcher(parse_policy("version: 1\n")).decide(http("open.example")) == deny(REASON_NO_MATCHING_RULE)
+    assert Matcher(parse_policy("version: 1\n")).decide(http("open.example")) == deny(Reason.NO_MATCHING_RULE)
 
 
 def test_matcher_keeps_its_policy() -> None:
@@ -265,9 +253,9 @@ def test_matcher_keeps_its_policy() -> None:
 def test_decision_allowed_property() -> None:
     """`allowed` is true exactly for the allow verdict; `deny` builds a bare deny."""
     rule = Rule("a.example", DEFAULT_PORTS, None, None, "t:1")
-    assert Decision("allow", REASON_ALLOWED, rule, "/").allowed
-    assert not deny(REASON_NOT_HTTP).allowed
-    assert deny(REASON_NOT_HTTP) == Decision("deny", REASON_NOT_HTTP, None, None)
+    assert Decision("allow", Reason.ALLOWED, rule, "/").allowed
+    assert not deny(Reason.NOT_HTTP).allowed
+    assert deny(Reason.NOT_HTTP) == Decision("deny", Reason.NOT_HTTP, None, None)
 
 
 @pytest.mark.parametrize(
@@ -359,6 +347,11 @@ def test_normalize_path(target: str, normal: str) -> None:
         ("/%2e%2e/secret", "'..' climbs above the root"),
         ("/..;/x", "dot segment with parameters"),
         ("/a/.;x", "dot segment with parameters"),
+        # A server decoding '%3B' before cutting ';params' reads these as '..' and '.' too.
+        ("/a/..%3B/x", "dot segment with parameters"),
+        ("/a/..%3bx/y", "dot segment with parameters"),
+        ("/a/.%3B", "dot segment with parameters"),
+        ("/a/%2e%2E%3B/x", "dot segment with parameters"),
     ],
 )
 def test_normalize_path_refuses_ambiguous_targets(target: str, why: str) -> None:
@@ -391,8 +384,8 @@ METHODS = st.one_of(st.none(), st.sampled_from(["GET", "HEAD", "POST", "DELETE",
 def test_decide_never_raises(host: str, port: int, method: str | None, path: str | None) -> None:
     """Any request at all gets a decision with a known reason; an allow always names its rule."""
     decision = MATCHER.decide(Request("https", host, port, method, path))
-    assert decision.reason in REASONS
-    assert decision.allowed == (decision.reason == REASON_ALLOWED) == (decision.rule is not None)
+    assert decision.reason in POLICY_REASONS
+    assert decision.allowed == (decision.reason == Reason.ALLOWED) == (decision.rule is not None)
     assert isinstance(MATCHER.allows_destination(host, port), bool)
 
 
@@ -570,6 +563,12 @@ RICH_ALLOWED = [
         id="raw-escape-case",
     ),
     pytest.param(http("raw.example", "/plain/%7e"), "RAW", "/plain/~", id="raw-rule-normal-path-normalized"),
+    pytest.param(
+        http("raw.example", '/api/projects/group%2Fproject/a"b{c}?q="'),
+        "RAW",
+        '/api/projects/group%2Fproject/a%22b%7Bc%7D?q="',
+        id="raw-forwarded-with-disallowed-characters-encoded",
+    ),
     pytest.param(http("open.example", "/public"), "OPEN", "/public", id="deny-of-other-path"),
     pytest.param(http("open.example", "/administrator"), "OPEN", "/administrator", id="deny-by-segments"),
     pytest.param(http("zone.example", "/?tokens=1"), "APEX", "/?tokens=1", id="deny-query-other-name"),
@@ -581,86 +580,87 @@ RICH_ALLOWED = [
 def test_rich_allowed(request_: Request, marker: str, forwarded: str) -> None:
     """These requests are allowed by the marked rule, forwarding this target."""
     decision = RICH_MATCHER.decide(request_)
-    assert (decision.verdict, decision.reason, decision.path) == ("allow", REASON_ALLOWED, forwarded)
+    assert (decision.verdict, decision.reason, decision.path) == ("allow", Reason.ALLOWED, forwarded)
     assert decision.rule is not None
     assert decision.rule.source == at(marker)
 
 
 RICH_DENIED = [
-    pytest.param(http("svc.example"), REASON_NO_MATCHING_RULE, None, id="single-star-never-the-apex"),
-    pytest.param(http("xsvc.example"), REASON_NO_MATCHING_RULE, None, id="label-boundary"),
-    pytest.param(http("svc.example.evil"), REASON_NO_MATCHING_RULE, None, id="suffix-is-not-prefix"),
-    pytest.param(http("bad.svc.example"), REASON_DENIED_BY_RULE, "DENY_BAD", id="deny-wins-over-wildcard"),
-    pytest.param(http("zone.example", method="POST"), REASON_METHOD_NOT_ALLOWED, None, id="apex-method"),
-    pytest.param(http("a.zone.example", "/?token=x"), REASON_DENIED_BY_RULE, "DENY_TOKEN", id="deny-query"),
-    pytest.param(http("zone.example", "/?token"), REASON_DENIED_BY_RULE, "DENY_TOKEN", id="deny-query-no-value"),
+    pytest.param(http("svc.example"), Reason.NO_MATCHING_RULE, None, id="single-star-never-the-apex"),
+    pytest.param(http("xsvc.example"), Reason.NO_MATCHING_RULE, None, id="label-boundary"),
+    pytest.param(http("svc.example.evil"), Reason.NO_MATCHING_RULE, None, id="suffix-is-not-prefix"),
+    pytest.param(http("bad.svc.example"), Reason.DENIED_BY_RULE, "DENY_BAD", id="deny-wins-over-wildcard"),
+    pytest.param(http("zone.example", method="POST"), Reason.METHOD_NOT_ALLOWED, None, id="apex-method"),
+    pytest.param(http("a.zone.example", "/?token=x"), Reason.DENIED_BY_RULE, "DENY_TOKEN", id="deny-query"),
+    pytest.param(http("zone.example", "/?token"), Reason.DENIED_BY_RULE, "DENY_TOKEN", id="deny-query-no-value"),
     pytest.param(
-        http("zone.example", "/?x=1;token=1"), REASON_DENIED_BY_RULE, "DENY_TOKEN", id="deny-query-any-reading"
+        http("zone.example", "/?x=1;token=1"), Reason.DENIED_BY_RULE, "DENY_TOKEN", id="deny-query-any-reading"
     ),
     pytest.param(
-        http("zone.example", "/?token=x", "POST"), REASON_DENIED_BY_RULE, "DENY_TOKEN", id="deny-before-method"
+        http("zone.example", "/?token=x", "POST"), Reason.DENIED_BY_RULE, "DENY_TOKEN", id="deny-before-method"
     ),
-    pytest.param(http("multi.example", port=80), REASON_PORT_NOT_ALLOWED, None, id="domains-port"),
-    pytest.param(http("files.example", "/pubx"), REASON_PATH_NOT_ALLOWED, None, id="span-by-segment"),
-    pytest.param(http("files.example", "/a.txt/x"), REASON_PATH_NOT_ALLOWED, None, id="span-then-literal-last"),
-    pytest.param(http("git.example", "/o/r/info/refs"), REASON_QUERY_NOT_ALLOWED, None, id="query-missing"),
+    pytest.param(http("multi.example", port=80), Reason.PORT_NOT_ALLOWED, None, id="domains-port"),
+    pytest.param(http("files.example", "/pubx"), Reason.PATH_NOT_ALLOWED, None, id="span-by-segment"),
+    pytest.param(http("files.example", "/a.txt/x"), Reason.PATH_NOT_ALLOWED, None, id="span-then-literal-last"),
+    pytest.param(http("git.example", "/o/r/info/refs"), Reason.QUERY_NOT_ALLOWED, None, id="query-missing"),
     pytest.param(
         http("git.example", "/o/r/info/refs?service=git-receive-pack"),
-        REASON_QUERY_NOT_ALLOWED,
+        Reason.QUERY_NOT_ALLOWED,
         None,
         id="query-other-value",
     ),
     pytest.param(
         http("git.example", "/o/r/info/refs?service=git-upload-pack&service=git-receive-pack"),
-        REASON_QUERY_NOT_ALLOWED,
+        Reason.QUERY_NOT_ALLOWED,
         None,
         id="query-every-value-must-match",
     ),
     pytest.param(
         http("git.example", "/o/r/info/refs?service=git-upload-pack;x=y"),
-        REASON_QUERY_NOT_ALLOWED,
+        Reason.QUERY_NOT_ALLOWED,
         None,
         id="query-every-reading-must-match",
     ),
-    pytest.param(http("q.example", "/?v=1&v=2"), REASON_QUERY_NOT_ALLOWED, None, id="query-one-bad-value"),
-    pytest.param(http("q.example", "/?v=1+"), REASON_ALLOWED, "Q_ANY", id="query-plus-both-readings-match"),
+    pytest.param(http("q.example", "/?v=1&v=2"), Reason.QUERY_NOT_ALLOWED, None, id="query-one-bad-value"),
+    pytest.param(http("q.example", "/?v=1+"), Reason.ALLOWED, "Q_ANY", id="query-plus-both-readings-match"),
     pytest.param(
         http("git.example", "/o/info/refs?service=git-upload-pack"),
-        REASON_PATH_NOT_ALLOWED,
+        Reason.PATH_NOT_ALLOWED,
         None,
         id="path-before-query",
     ),
-    pytest.param(http("open.example", "/admin"), REASON_DENIED_BY_RULE, "DENY_ADMIN", id="deny-span-zero"),
-    pytest.param(http("open.example", "/admin/x/y"), REASON_DENIED_BY_RULE, "DENY_ADMIN", id="deny-span"),
-    pytest.param(http("open.example", "/x/../admin/"), REASON_DENIED_BY_RULE, "DENY_ADMIN", id="deny-normalized"),
-    pytest.param(http("open.example", "/%61dmin"), REASON_DENIED_BY_RULE, "DENY_ADMIN", id="deny-escaped"),
-    pytest.param(http("open.example", "//admin//x"), REASON_DENIED_BY_RULE, "DENY_ADMIN", id="deny-slashes"),
-    pytest.param(http("open.example", port=8080), REASON_DENIED_BY_RULE, "DENY_PORT", id="deny-on-unallowed-port"),
-    pytest.param(http("open.example", "/a%2Fb"), REASON_AMBIGUOUS_PATH, None, id="ambiguous-without-raw"),
-    pytest.param(http("raw.example", "/api/projects/other%2Fx"), REASON_AMBIGUOUS_PATH, None, id="raw-no-match"),
-    pytest.param(http("raw.example", "/plain/a%2Fb"), REASON_AMBIGUOUS_PATH, None, id="raw-star-not-encoded-slash"),
+    pytest.param(http("open.example", "/admin"), Reason.DENIED_BY_RULE, "DENY_ADMIN", id="deny-span-zero"),
+    pytest.param(http("open.example", "/admin/x/y"), Reason.DENIED_BY_RULE, "DENY_ADMIN", id="deny-span"),
+    pytest.param(http("open.example", "/x/../admin/"), Reason.DENIED_BY_RULE, "DENY_ADMIN", id="deny-normalized"),
+    pytest.param(http("open.example", "/%61dmin"), Reason.DENIED_BY_RULE, "DENY_ADMIN", id="deny-escaped"),
+    pytest.param(http("open.example", "//admin//x"), Reason.DENIED_BY_RULE, "DENY_ADMIN", id="deny-slashes"),
+    pytest.param(http("open.example", port=8080), Reason.DENIED_BY_RULE, "DENY_PORT", id="deny-on-unallowed-port"),
+    pytest.param(http("open.example", "/a%2Fb"), Reason.AMBIGUOUS_PATH, None, id="ambiguous-without-raw"),
+    pytest.param(http("raw.example", "/api/projects/other%2Fx"), Reason.AMBIGUOUS_PATH, None, id="raw-no-match"),
+    pytest.param(http("raw.example", "/plain/a%2Fb"), Reason.AMBIGUOUS_PATH, None, id="raw-star-not-encoded-slash"),
     pytest.param(
         http("raw.example", "/api/projects/group%2Fproject/../../../x"),
-        REASON_AMBIGUOUS_PATH,
+        Reason.AMBIGUOUS_PATH,
         None,
         id="raw-span-not-dot-dot",
     ),
     pytest.param(
-        http("raw.example", "/api/projects/group%2Fproject/x#y"), REASON_AMBIGUOUS_PATH, None, id="raw-fragment"
+        http("raw.example", "/api/projects/group%2Fproject/x#y"), Reason.AMBIGUOUS_PATH, None, id="raw-fragment"
     ),
     pytest.param(
         http("raw.example", "/api/projects/group%2Fproject/x", "DELETE"),
-        REASON_DENIED_BY_RULE,
+        Reason.DENIED_BY_RULE,
         "DENY_RAW_DELETE",
         id="deny-wins-over-raw",
     ),
     pytest.param(
         http("raw.example", "/plain/%zz", "DELETE"),
-        REASON_DENIED_BY_RULE,
+        Reason.DENIED_BY_RULE,
         "DENY_RAW_DELETE",
         id="deny-wins-over-raw-star",
     ),
-    pytest.param(http("raw.example", "/plain/%zz", "POST"), REASON_ALLOWED, "RAW", id="raw-invalid-escape-literal"),
+    pytest.param(http("raw.example", "/plain/%zz", "POST"), Reason.ALLOWED, "RAW", id="raw-invalid-escape-literal"),
+    pytest.param(http("raw.example", "/plain/..%3b"), Reason.AMBIGUOUS_PATH, None, id="raw-star-not-dot-dot-params"),
 ]
 
 
@@ -679,15 +679,15 @@ def test_rich_decisions(request_: Request, reason: str, marker: str | None) -> N
 @pytest.mark.parametrize(
     ("request_", "reason", "marker"),
     [
-        pytest.param(stream("a.svc.example"), REASON_ALLOWED, "SUB", id="wildcard-stream"),
-        pytest.param(stream("bad.svc.example"), REASON_DENIED_BY_RULE, "DENY_BAD", id="denied-host"),
+        pytest.param(stream("a.svc.example"), Reason.ALLOWED, "SUB", id="wildcard-stream"),
+        pytest.param(stream("bad.svc.example"), Reason.DENIED_BY_RULE, "DENY_BAD", id="denied-host"),
         # A deny rule restricting paths cannot check a stream, so it denies it.
-        pytest.param(stream("open.example"), REASON_DENIED_BY_RULE, "DENY_ADMIN", id="deny-with-paths"),
-        pytest.param(stream("zone.example"), REASON_DENIED_BY_RULE, "DENY_TOKEN", id="deny-with-query"),
-        pytest.param(stream("q.example"), REASON_NOT_HTTP, None, id="query-rule-no-stream"),
-        pytest.param(stream("raw.example", 22), REASON_DENIED_BY_RULE, "DENY_RAW_DELETE", id="deny-every-port"),
-        pytest.param(stream("files.example", 22), REASON_PORT_NOT_ALLOWED, None, id="port"),
-        pytest.param(stream("nothing.example"), REASON_NO_MATCHING_RULE, None, id="unknown"),
+        pytest.param(stream("open.example"), Reason.DENIED_BY_RULE, "DENY_ADMIN", id="deny-with-paths"),
+        pytest.param(stream("zone.example"), Reason.DENIED_BY_RULE, "DENY_TOKEN", id="deny-with-query"),
+        pytest.param(stream("q.example"), Reason.NOT_HTTP, None, id="query-rule-no-stream"),
+        pytest.param(stream("raw.example", 22), Reason.DENIED_BY_RULE, "DENY_RAW_DELETE", id="deny-every-port"),
+        pytest.param(stream("files.example", 22), Reason.PORT_NOT_ALLOWED, None, id="port"),
+        pytest.param(stream("nothing.example"), Reason.NO_MATCHING_RULE, None, id="unknown"),
     ],
 )
 def test_rich_streams(request_: Request, reason: str, marker: str | None) -> None:
@@ -746,17 +746,17 @@ def test_every_host_rule() -> None:
     matcher = Matcher(policy)
     assert matcher.decide(http("anything.example")).allowed
     assert matcher.decide(http("localhost")).allowed
-    assert matcher.decide(http("evil.test")).reason == REASON_DENIED_BY_RULE
-    assert matcher.decide(http("a.evil.test")).reason == REASON_DENIED_BY_RULE
+    assert matcher.decide(http("evil.test")).reason == Reason.DENIED_BY_RULE
+    assert matcher.decide(http("a.evil.test")).reason == Reason.DENIED_BY_RULE
 
 
 def test_presets_through_the_matcher() -> None:
     """A preset included by a policy decides like rules written in it, and a push names the deny rule."""
     matcher = Matcher(parse_policy("version: 1\ninclude: [preset:github-readonly]\n"))
     push = matcher.decide(http("github.com", "/o/r.git/git-receive-pack", "POST"))
-    assert (push.reason, push.rule.id if push.rule else None) == (REASON_DENIED_BY_RULE, "preset:github-readonly/5")
+    assert (push.reason, push.rule.id if push.rule else None) == (Reason.DENIED_BY_RULE, "preset:github-readonly/5")
     fetch = matcher.decide(http("github.com", "/o/r.git/info/refs?service=git-upload-pack"))
-    assert (fetch.reason, fetch.rule.id if fetch.rule else None) == (REASON_ALLOWED, "preset:github-readonly/1")
+    assert (fetch.reason, fetch.rule.id if fetch.rule else None) == (Reason.ALLOWED, "preset:github-readonly/1")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -787,9 +787,9 @@ RICH_TARGETS = st.one_of(
 def test_rich_decide_never_raises(host: str, port: int, method: str | None, path: str | None) -> None:
     """Any request gets a known reason; a decision names a rule exactly when it is an allow or a rule's deny."""
     decision = RICH_MATCHER.decide(Request("https", host, port, method, path))
-    assert decision.reason in REASONS
-    assert decision.allowed == (decision.reason == REASON_ALLOWED)
-    assert (decision.rule is not None) == (decision.reason in (REASON_ALLOWED, REASON_DENIED_BY_RULE))
+    assert decision.reason in POLICY_REASONS
+    assert decision.allowed == (decision.reason == Reason.ALLOWED)
+    assert (decision.rule is not None) == (decision.reason in (Reason.ALLOWED, Reason.DENIED_BY_RULE))
     if decision.rule is not None:
         assert decision.rule.action == ("allow" if decision.allowed else "deny")
     assert isinstance(RICH_MATCHER.allows_destination(host, port), bool)
@@ -816,7 +816,7 @@ def test_rich_spellings_of_path_and_host_get_the_same_decision(
 
 
 REF_DOMAINS = ["a.test", "*.a.test", "**.a.test", "b.a.test", "*.b.a.test", "c.test", "*", "**.test", "**"]
-REF_PATHS = ["/x", "/x/*", "/x/**", "/**/y", "/*", "/**"]
+REF_PATHS = ["/x", "/x/*", "/x/**", "/**/y", "/*", "/**", "/x/", "/x/y"]
 
 
 @st.composite
@@ -844,11 +844,13 @@ def reference_decision(policy: Policy, request: Request) -> tuple[str, Rule | No
     readings = query_readings(query)
 
     def matches(rule: Rule, loose: bool) -> bool:
+        # A deny rule (loose) matches any reading of the path, an allow rule the path as forwarded.
+        paths = path_readings(path) if loose else (path,)
         return (
             rule.matches_host(host)
             and (rule.ports is None or request.port in rule.ports)
             and (rule.methods is None or request.method in rule.methods)
-            and rule.matches_path(path)
+            and any(rule.matches_path(reading) for reading in paths)
             and rule.matches_query(readings, loose=loose)
         )
 
@@ -867,7 +869,12 @@ def reference_decision(policy: Policy, request: Request) -> tuple[str, Rule | No
     host=st.sampled_from(["a.test", "b.a.test", "x.b.a.test", "c.test", "d.c.test", "z.test", "other"]),
     port=st.sampled_from([80, 443, 8080]),
     method=st.sampled_from(["GET", "POST"]),
-    target=st.sampled_from(["/", "/x", "/x/y", "/x/y/z", "/y", "/a/y", "/x?q=1", "/x?q=2", "/x/y?q=1&q=2"]),
+    target=st.sampled_from(
+        [
+            *("/", "/x", "/x/y", "/x/y/z", "/y", "/a/y", "/x?q=1", "/x?q=2", "/x/y?q=1&q=2"),
+            *("/x/", "/x;p", "/x%3Bp/y", "/x;p/y/", "/;p/y", "/x%3bp?q=1"),
+        ]
+    ),
 )
 def test_index_agrees_with_a_scan(
     allow: list[Rule], deny_: list[Rule], host: str, port: int, method: str, target: str
@@ -878,7 +885,193 @@ def test_index_agrees_with_a_scan(
     assert (decision.verdict, decision.rule) == reference_decision(policy, http(host, target, method, port))
 
 
-@pytest.mark.parametrize("reason", REASONS)
+# ---------------------------------------------------------------------------------------------------------------
+# Deny rules match every reading a server may give the path; allow rules match the path as forwarded
+
+READINGS_TEXT = """\
+version: 1
+allow:
+  - domain: open.example                        # OPEN
+  - domain: api.example                         # API
+    paths: ['/v1', '/public/**', '/files/*']
+deny:
+  - domain: open.example                        # ADMIN
+    paths: ['/admin/**']
+  - domain: open.example                        # SECRET
+    paths: ['/secret']
+  - domain: open.example                        # DIR
+    paths: ['/dir/']
+  - domain: open.example                        # ONE_UNDER
+    paths: ['/one/*']
+  - domain: open.example                        # JSON
+    paths: ['/v2/*.json']
+  - domain: open.example                        # AT
+    paths: ['/users/me@home']
+"""
+READINGS_MATCHER = Matcher(parse_policy(READINGS_TEXT))
+
+
+def at_line(marker: str) -> str:
+    """The source of the rule whose line in READINGS_TEXT carries `# marker`."""
+    (line,) = [n for n, text in enumerate(READINGS_TEXT.splitlines(), 1) if text.endswith(f"# {marker}")]
+    return f"<string>:{line}"
+
+
+DENIED_IN_EVERY_READING = [
+    # Servlet containers cut ';params' off each segment before routing (some after decoding '%3B').
+    ("/admin;x/users", "ADMIN"),
+    ("/admin;/", "ADMIN"),
+    ("/admin;x", "ADMIN"),
+    ("/admin;jsessionid=1/users/1", "ADMIN"),
+    ("/admin%3B/", "ADMIN"),
+    ("/admin%3b/", "ADMIN"),
+    ("/admin%3bx/users", "ADMIN"),
+    ("/;x/admin", "ADMIN"),  # the emptied segment collapses, as '//' does
+    ("/secret;x", "SECRET"),
+    ("/secret;x/", "SECRET"),
+    ("/secret%3Bjsessionid=1", "SECRET"),
+    ("/v2/a.json;v=1", "JSON"),
+    # Most frameworks route a path with and without its trailing slash to one handler.
+    ("/secret/", "SECRET"),
+    ("/dir", "DIR"),
+    ("/dir;x", "DIR"),
+    ("/one", "ONE_UNDER"),  # '/one/' is under '/one/*' ('*' matches the empty segment)
+    ("/one/x/", "ONE_UNDER"),
+    ("/v2/a.json/", "JSON"),
+    # Servers decode the escapes of characters a segment may hold raw.
+    ("/users/me%40home", "AT"),
+    ("/users/me%40home/", "AT"),
+]
+
+
+@pytest.mark.parametrize(("path", "marker"), DENIED_IN_EVERY_READING)
+def test_a_deny_rule_matches_every_reading_of_the_path(path: str, marker: str) -> None:
+    """Each of these paths reaches the denied resource on some server; the deny rule denies it."""
+    decision = READINGS_MATCHER.decide(http("open.example", path))
+    assert (decision.reason, decision.rule.source if decision.rule else None) == (
+        Reason.DENIED_BY_RULE,
+        at_line(marker),
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        *("/", "/administrator", "/admin-x;/", "/x;admin", "/%3B", "/public;x/y"),
+        *("/secrets", "/secret/x", "/secret.txt", "/s;ecret", "/dir/x", "/dirs", "/one/x/y", "/on;e"),
+        *("/v2/a.jsonx", "/v2/a/b.json", "/users/me%40work", "/users/me@home/x"),
+    ],
+)
+def test_paths_no_reading_of_which_is_denied_stay_allowed(path: str) -> None:
+    """Readings widen deny rules only: these paths are allowed, and forwarded as normalized (never a reading)."""
+    decision = READINGS_MATCHER.decide(http("open.example", path))
+    assert (decision.reason, decision.path) == (Reason.ALLOWED, path)
+    assert decision.rule is not None and decision.rule.source == at_line("OPEN")
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/v1", Reason.ALLOWED),
+        ("/v1/", Reason.PATH_NOT_ALLOWED),  # as before readings: '/v1' names one path
+        ("/v1;x", Reason.PATH_NOT_ALLOWED),
+        ("/v1%3Bx", Reason.PATH_NOT_ALLOWED),
+        ("/public/x", Reason.ALLOWED),
+        ("/public;x/y", Reason.PATH_NOT_ALLOWED),
+        ("/public%3B/y", Reason.PATH_NOT_ALLOWED),
+        ("/public;x/../admin", Reason.PATH_NOT_ALLOWED),  # normalized to /admin
+        ("/public/..%3B/admin", Reason.AMBIGUOUS_PATH),  # '..;' once '%3B' is decoded
+        ("/files/a", Reason.ALLOWED),
+        ("/files", Reason.PATH_NOT_ALLOWED),
+        ("/files/a/", Reason.PATH_NOT_ALLOWED),
+    ],
+)
+def test_an_allow_rule_matches_the_path_as_forwarded_only(path: str, reason: str) -> None:
+    """Allow rules never match a reading: what they allow is exactly what the server is sent."""
+    assert READINGS_MATCHER.decide(http("api.example", path)).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("path", "readings"),
+    [
+        ("/", ("/",)),
+        ("/secret", ("/secret", "/secret/")),
+        ("/secret/", ("/secret/", "/secret")),
+        ("/caf%C3%A9/x%20y", ("/caf%C3%A9/x%20y", "/caf%C3%A9/x%20y/")),  # no escape of a segment character
+        ("/admin;x/users", ("/admin;x/users", "/admin/users", "/admin;x/users/", "/admin/users/")),
+        ("/;x", ("/;x", "/", "/;x/")),
+        ("/;x/admin", ("/;x/admin", "/admin", "/;x/admin/", "/admin/")),
+        (
+            "/admin%3B/",
+            ("/admin%3B/", "/admin;/", "/admin/", "/admin%3B", "/admin;", "/admin"),
+        ),
+        # Tomcat cuts ';params' before decoding, so '/a/c;d' is a reading of its own.
+        (
+            "/a;b/c%3Bd",
+            tuple(
+                reading + slash
+                for slash in ("", "/")
+                for reading in ("/a;b/c%3Bd", "/a/c%3Bd", "/a;b/c;d", "/a/c", "/a/c;d")
+            ),
+        ),
+        ("/users/me%40home", ("/users/me%40home", "/users/me@home", "/users/me%40home/", "/users/me@home/")),
+    ],
+)
+def test_path_readings(path: str, readings: tuple[str, ...]) -> None:
+    """The path first, then parameters cut, escapes decoded, both orders; then each with the other slash."""
+    assert path_readings(path) == readings
+
+
+READING_SEGMENTS = ["a", "b", "a;x", "b;", ";x", "a%3Bx", "%3b", "a%40b", "a@b", "x%20y", "..%2E"]
+
+
+@st.composite
+def reading_targets(draw: st.DrawFn) -> str:
+    """A target of segments with parameters, encoded ';' and '@', maybe a trailing slash."""
+    segments = draw(st.lists(st.sampled_from(READING_SEGMENTS), max_size=4))
+    return "/" + "/".join(segments) + draw(st.sampled_from(["", "/"]))
+
+
+@given(target=reading_targets())
+def test_every_reading_is_a_normal_path_without_dot_segments(target: str) -> None:
+    """Readings are normal forms (so patterns can match them), the path comes first, and none climbs."""
+    try:
+        path = normalize_path(target)
+    except AmbiguousPathError:
+        return
+    readings = path_readings(path)
+    assert readings[0] == path and len(set(readings)) == len(readings)
+    for reading in readings:
+        assert normalize_path(reading) == reading
+        assert not {".", ".."} & set(reading.split("/"))
+    assert set(readings) == {*segment_readings(path), *map(other_slash, segment_readings(path))}
+    assert has_one_segment_reading(path) == (segment_readings(path) == (path,))
+
+
+DENY_SEGMENTS = ["a", "b", "*", "**", "a*", "*b"]
+
+
+@st.composite
+def deny_patterns(draw: st.DrawFn) -> str:
+    segments = draw(st.lists(st.sampled_from(DENY_SEGMENTS), min_size=1, max_size=3))
+    return "/" + "/".join(segments) + draw(st.sampled_from(["", "/"]))
+
+
+@given(patterns=st.lists(deny_patterns(), min_size=1, max_size=2), target=reading_targets())
+def test_a_deny_rule_denies_exactly_when_its_paths_match_a_reading(patterns: list[str], target: str) -> None:
+    """The matcher's precomputed slash twins and set lookups agree with matching each reading in turn."""
+    try:
+        path = normalize_path(target)
+    except AmbiguousPathError:
+        return
+    denier = Rule("a.example", None, None, tuple(patterns), "deny:1", action="deny")
+    policy = Policy((Rule("a.example", DEFAULT_PORTS, None, None, "allow:1"),), "t", (denier,))
+    decision = Matcher(policy).decide(http("a.example", target))
+    expected = any(denier.matches_path(reading) for reading in path_readings(path))
+    assert decision.reason == (Reason.DENIED_BY_RULE if expected else Reason.ALLOWED)
+
+
+@pytest.mark.parametrize("reason", POLICY_REASONS)
 def test_docs_explain_every_reason(reason: str) -> None:
     """docs/policy.md explains every reason a decision can carry."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")

@@ -592,6 +592,43 @@ def test_known_methods() -> None:
     assert expected == KNOWN_METHODS
 
 
+@pytest.mark.parametrize(
+    ("target", "normal"),
+    [
+        ('/a"b', "/a%22b"),
+        ("/a<b>c", "/a%3Cb%3Ec"),
+        ("/x/{id}", "/x/%7Bid%7D"),
+        ("/a[0]", "/a%5B0%5D"),
+        ("/a|b^c`d", "/a%7Cb%5Ec%60d"),
+        ("/a%22b", "/a%22b"),  # the escaped spelling is already the normal form
+        ("/a%7bb", "/a%7Bb"),
+        ('/a"b/../c', "/c"),
+        ('/a"b?q="{x}', '/a%22b?q="{x}'),  # the query is kept as sent: query rules read it decoded
+    ],
+)
+def test_normalize_path_encodes_characters_a_path_may_not_hold_raw(target: str, normal: str) -> None:
+    """RFC 3986 allows none of `"<>[]^`{|}` raw in a path and servers decode their escapes: `/a"b` and `/a%22b`
+    are one path, matched and forwarded escaped."""
+    assert normalize_path(target) == normal
+
+
+def test_a_path_pattern_with_raw_disallowed_characters_names_the_encoded_path() -> None:
+    """Patterns are encoded like requests, so a pattern written with `"` or `{}` still matches either spelling."""
+    text = "version: 1\nallow:\n  - domain: a.example\n    paths: ['/a\"b', '/x/{id}/*', '/y%22']\n"
+    (rule,) = parse_policy(text).rules
+    assert rule.paths == ("/a%22b", "/x/%7Bid%7D/*", "/y%22")
+    for request in ('/a"b', "/a%22b", "/x/{id}/1", "/x/%7bid%7d/1", '/y"'):
+        assert rule.matches_path(normalize_path(request))
+
+
+def test_a_raw_path_pattern_with_raw_disallowed_characters_is_encoded_too() -> None:
+    """A raw_paths pattern is encoded the same way (the matcher encodes a raw target before matching it)."""
+    text = "version: 1\nallow:\n  - domain: a.example\n    raw_paths: true\n    paths: ['/a\"b%2F*']\n"
+    (rule,) = parse_policy(text).rules
+    assert rule.paths == ("/a%22b%2F*",)
+    assert rule.matches_raw_path("/a%22b%2Fc")
+
+
 def test_policy_patterns_must_survive_normalize_path() -> None:
     """A pattern the parser accepts is its own normal form, so requests can match it."""
     (parsed,) = parse_policy(FULL).rules
@@ -1478,6 +1515,8 @@ def test_span_patterns(pattern: str, path: str, matches: bool) -> None:
         ("/p/a\\b", "/p/a\\b", True),
         ("/p/*", "/p/a%00", False),
         ("/p/*", "/p/..;x/%2F", False),
+        ("/p/*", "/p/..%3bx", False),  # nor one whose parameters start with an encoded ';'
+        ("/p/*", "/p/.%3B", False),
         ("/p/a%2F", "/p/a%2F/", False),
         ("/p/a%2F/", "/p/a%2F/", True),
         ("/p/a/%2F", "/p/a%2F", False),  # an encoded '/' next to a real one stays distinct

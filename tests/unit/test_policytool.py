@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from boundary.errors import CasesError, UsageError
-from boundary.matcher import REASONS, Matcher, Request
+from boundary.matcher import Matcher, Request
 from boundary.policy import load_policy, parse_policy
 from boundary.policytool import (
     Case,
@@ -22,6 +22,7 @@ from boundary.policytool import (
     request_for,
     run_cases,
 )
+from boundary.reasons import POLICY_REASONS
 from tests.support.bypass import POLICY as BYPASS_POLICY
 from tests.support.bypass import SPELLINGS, Denied, Spelling
 
@@ -179,6 +180,7 @@ def test_explain_text_of_an_allowed_request_names_the_rule_and_the_forwarded_pat
         "port:     443\n"
         "method:   GET\n"
         "path:     /v1/x?q=1 (forwarded upstream)\n"
+        "readings: /v1/x, /v1/x/ (deny rules match each)\n"
     )
 
 
@@ -187,7 +189,7 @@ def test_explain_text_of_a_deny_rule_names_it_by_file_and_line() -> None:
     text = explained("http://api.example/v1/%61dmin")
     assert text.splitlines()[:3] == ["decision: deny", "reason:   denied-by-rule", "rule:     p.yaml:11"]
     assert "port:     80\n" in text
-    assert text.endswith("path:     /v1/admin\n")
+    assert text.endswith("path:     /v1/admin\nreadings: /v1/admin, /v1/admin/ (deny rules match each)\n")
 
 
 def test_explain_text_of_an_ambiguous_path_says_why() -> None:
@@ -232,6 +234,7 @@ def test_explain_json_is_one_object_with_decision_rule_and_request() -> None:
             "target": "/v1/%2e%2e/v1/x",
             "host_note": None,
             "path_note": None,
+            "readings": ["/v1/x", "/v1/x/"],
         },
     }
 
@@ -250,6 +253,91 @@ def test_explain_json_of_a_denial_has_null_rule_and_path() -> None:
         None,
         "ambiguous: encoded '/'",
     )
+
+
+# --- explain: the readings deny rules were matched against -----------------------------------------------
+
+
+def test_explain_text_lists_the_readings_that_met_the_deny_rules() -> None:
+    """A path with ';params' is denied by the rule its reading without them meets; explain lists every reading."""
+    text = explained("https://api.example/v1/admin;jsessionid=1")
+    assert text.splitlines()[:3] == ["decision: deny", "reason:   denied-by-rule", "rule:     p.yaml:11"]
+    assert text.endswith(
+        "path:     /v1/admin;jsessionid=1\n"
+        "readings: /v1/admin;jsessionid=1, /v1/admin, /v1/admin;jsessionid=1/, /v1/admin/ (deny rules match each)\n"
+    )
+
+
+def test_explain_json_lists_the_readings_with_an_encoded_semicolon() -> None:
+    url = "https://api.example/v1/admin%3b/"
+    request = json.loads(render_json(explain(MATCHER, parse_url(url), url)))["request"]
+    assert (request["path"], request["readings"]) == (
+        "/v1/admin%3B/",
+        ["/v1/admin%3B/", "/v1/admin;/", "/v1/admin/", "/v1/admin%3B", "/v1/admin;", "/v1/admin"],
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://raw.example/a;x", id="no-deny-rule-for-the-host"),
+        pytest.param("https://api.example/v1/a%2Fb", id="ambiguous-path-meets-deny-rules-whatever-it-is"),
+    ],
+)
+def test_explain_lists_no_readings_when_no_deny_rule_matched_against_them(url: str) -> None:
+    explanation = explain(MATCHER, parse_url(url), url)
+    assert "readings:" not in render_text(explanation)
+    assert json.loads(render_json(explanation))["request"]["readings"] == []
+
+
+# --- output: any input prints -------------------------------------------------------------------------------
+
+# Input that cannot be written as is: a lone surrogate (from bytes that are not UTF-8, as in argv), ESC (a
+# terminal control sequence), a bidi override, DEL and a C1 control.
+UNPRINTABLE = "\udcff\x1b[31m\u202e\x7f\x9b"
+ESCAPED = "\\udcff\\x1b[31m\\u202e\\x7f\\x9b"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [f"https://api.example/v1/{UNPRINTABLE}", f"https://api.example/v1/x?q={UNPRINTABLE}", f"https://a{UNPRINTABLE}/"],
+    ids=["path", "query", "host"],
+)
+def test_explain_text_escapes_what_does_not_print(url: str) -> None:
+    """Every field is printable text that encodes as UTF-8; the input shows as Python escapes."""
+    text = explained(url)
+    text.encode("utf-8")
+    assert ESCAPED in text
+    assert all(line.isprintable() for line in text.splitlines())
+
+
+def test_explain_json_escapes_what_does_not_print_and_round_trips() -> None:
+    """JSON output is printable, encodes as UTF-8, and decodes back to exactly what was given."""
+    url = f"https://api.example/v1/é{UNPRINTABLE}"
+    text = render_json(explain(MATCHER, parse_url(url), url))
+    text.encode("utf-8")
+    assert text[:-1].isprintable() and "é" in text  # readable non-ASCII stays as it is
+    record = json.loads(text)
+    assert (record["url"], record["request"]["target"]) == (url, f"/v1/é{UNPRINTABLE}")
+
+
+def test_failed_cases_escape_what_does_not_print() -> None:
+    """A failing case quotes its URL and name made printable (YAML escapes spell the characters in the file)."""
+    cases = f'- {{url: "https://api.example/v1/{ESCAPED}", expect: allow, name: "n{ESCAPED}"}}\n'
+    outcomes = run_cases(MATCHER, parse_cases(cases, "c.yaml"))
+    assert render_outcomes(outcomes, "c.yaml") == (
+        f"c.yaml:1: GET https://api.example/v1/{ESCAPED}: expected allow, got deny (ambiguous-path) [n{ESCAPED}]\n"
+        "1 case, 1 failed\n"
+    )
+
+
+def test_check_escapes_what_does_not_print_in_file_names(tmp_path: Path) -> None:
+    """The file name quoted in every line of `check` is made printable, for a valid file and a missing one."""
+    path = write(tmp_path, "p\x1b.yaml", POLICY)
+    assert check(path, load_policy).text == f"{tmp_path}/p\\x1b.yaml: OK (2 allow rules, 1 deny rule)\n"
+    missing = str(tmp_path / "m\udcff\n.yaml")
+    text = check(missing, load_policy).text
+    assert text == f"{tmp_path}/m\\udcff\\n.yaml: cannot read policy: No such file or directory\n"
 
 
 # --- check --------------------------------------------------------------------------------------------------
@@ -360,7 +448,7 @@ BAD_CASES = [
     ),
     (
         "- {url: 'https://a.example/', expect: deny, reason: forbidden}\n",
-        f"c.yaml:1: [0].reason: unknown reason 'forbidden' (known: {', '.join(REASONS)})",
+        f"c.yaml:1: [0].reason: unknown reason 'forbidden' (known: {', '.join(POLICY_REASONS)})",
     ),
     (
         "- url: https://a.example/\n  expect: deny\n  reason: allowed\n",
