@@ -39,8 +39,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from boundary.errors import PolicyError
-from boundary.matcher import Matcher, Request
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher, Request
 
 SMALL = 10
 METHOD_SETS = (("GET",), ("GET", "HEAD"), ("GET", "POST"), ("POST",), ("PUT", "PATCH", "DELETE"), None)

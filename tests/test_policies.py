@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from boundary.lint import lint
-from boundary.matcher import Decision, Matcher, Request
-from boundary.policy import Policy, load_policy
-from boundary.policytool import parse_url
+from boundary.policy.lint import lint
+from boundary.policy.load import load_policy
+from boundary.policy.matcher import Decision, Matcher, Request
+from boundary.policy.model import Policy
+from boundary.policy.tool import parse_url
 from boundary.reasons import Reason
 
 ROOT = Path(__file__).resolve().parents[1]

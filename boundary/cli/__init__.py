@@ -185,7 +185,7 @@ class _ErrorExitGroup(click.Group):
 @main_group.group(cls=_ErrorExitGroup, error_exit=EXIT_POLICY_ERROR, epilog=POLICY_EPILOG)
 def policy() -> None:
     """Check, explain and test policy files, without starting a jail."""
-    # Output quotes input (made printable by policytool); a character the terminal's encoding lacks is escaped.
+    # Output quotes input (made printable by policy.tool); a character the terminal's encoding lacks is escaped.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
 
@@ -195,10 +195,10 @@ def policy() -> None:
 @click.option("--strict", is_flag=True, help="Treat lint warnings (shadowed, duplicate, dead rules) as errors.")
 def check(files: tuple[str, ...], strict: bool) -> None:
     """Validate each policy FILE (and what it includes) and warn about rules that can never matter."""
-    from boundary import policytool
-    from boundary.policy import load_policy
+    from boundary.policy import tool
+    from boundary.policy.load import load_policy
 
-    results = [policytool.check(path, load_policy, strict=strict) for path in files]
+    results = [tool.check(path, load_policy, strict=strict) for path in files]
     click.echo("".join(result.text for result in results), nl=False)
     sys.exit(0 if all(result.ok for result in results) else EXIT_POLICY_ERROR)
 
@@ -220,13 +220,13 @@ def explain(file: str, url: str, method: str, as_json: bool) -> None:
     denies connections to IP addresses and requests whose TLS SNI and Host header name different hosts, which
     a URL cannot show.
     """
-    from boundary import policytool
-    from boundary.matcher import Matcher
-    from boundary.policy import load_policy
+    from boundary.policy import tool
+    from boundary.policy.load import load_policy
+    from boundary.policy.matcher import Matcher
 
     matcher = Matcher(load_policy(file))
-    explanation = policytool.explain(matcher, policytool.request_for(method, url), url)
-    render = policytool.render_json if as_json else policytool.render_text
+    explanation = tool.explain(matcher, tool.request_for(method, url), url)
+    render = tool.render_json if as_json else tool.render_text
     click.echo(render(explanation), nl=False)
     sys.exit(0 if explanation.decision.allowed else 1)
 
@@ -237,22 +237,22 @@ def explain(file: str, url: str, method: str, as_json: bool) -> None:
 def test(file: str, cases: str) -> None:
     """Decide every case in CASES (a YAML file) with the policy in FILE; print each mismatch as
     `CASES:LINE: METHOD URL: expected ..., got ...` and a summary `N cases, M failed`."""
-    from boundary import policytool
     from boundary.errors import CasesError
-    from boundary.matcher import Matcher
-    from boundary.policy import load_policy, read_text
+    from boundary.policy import tool
+    from boundary.policy.load import load_policy, read_text
+    from boundary.policy.matcher import Matcher
 
     matcher = Matcher(load_policy(file))
     text = read_text(cases, "cases", CasesError)
-    outcomes = policytool.run_cases(matcher, policytool.parse_cases(text, cases))
-    click.echo(policytool.render_outcomes(outcomes, cases), nl=False)
+    outcomes = tool.run_cases(matcher, tool.parse_cases(text, cases))
+    click.echo(tool.render_outcomes(outcomes, cases), nl=False)
     sys.exit(0 if all(outcome.passed for outcome in outcomes) else 1)
 
 
 @policy.command(short_help="Print the JSON Schema of the policy format.")
 def schema() -> None:
     """Print the JSON Schema of the policy format (for editors: `# yaml-language-server: $schema=FILE`)."""
-    from boundary.schema import policy_json_schema_text
+    from boundary.policy.schema import policy_json_schema_text
 
     click.echo(policy_json_schema_text(), nl=False)
 

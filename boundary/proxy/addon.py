@@ -47,8 +47,9 @@ from mitmproxy.tls import TlsData
 
 from boundary import audit
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.matcher import Decision, Matcher, Request, deny
-from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS, TOKEN_BYTES
+from boundary.policy.canon import TOKEN_BYTES
+from boundary.policy.matcher import Decision, Matcher, Request, deny
+from boundary.policy.model import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
 from boundary.proxy import denial, identity
 from boundary.proxy.gate import is_blocked_address
 from boundary.proxy.patches import framing

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from boundary.dns.fakedns import FakeDnsTable, is_synthetic
-from boundary.matcher import Matcher
+from boundary.policy.matcher import Matcher
 from boundary.proxy.ssrf import AddressGuard, Refusal, host_networks
 from boundary.reasons import Reason
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from boundary.matcher import Decision, deny
-from boundary.policy import is_ip_literal, normalize_host
+from boundary.policy.canon import is_ip_literal, normalize_host
+from boundary.policy.matcher import Decision, deny
 from boundary.reasons import Reason
 
 

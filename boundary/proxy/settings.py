@@ -13,7 +13,7 @@ from typing import Protocol
 from boundary.audit import AuditLog
 from boundary.ca import RunCA
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.matcher import Matcher
+from boundary.policy.matcher import Matcher
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from boundary.errors import UsageError
-from boundary.policy import normalize_host
+from boundary.policy.canon import normalize_host
 
 _FORM = "expected HOST:PORT:ADDR or HOST:PORT:ADDR:PORT (IPv6 ADDR in brackets)"
 

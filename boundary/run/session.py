@@ -38,8 +38,8 @@ from boundary.jail.plan import (
     parse_bind,
     workload_env,
 )
-from boundary.matcher import Matcher
-from boundary.policy import load_policy
+from boundary.policy.load import load_policy
+from boundary.policy.matcher import Matcher
 from boundary.proxy.settings import ProxySettings
 from boundary.run.resolve import override_table, parse_resolve
 

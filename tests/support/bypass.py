@@ -1,5 +1,5 @@
 """Every path and host spelling a peer got wrong (design §6), as one table for two tests: a real `boundary run`
-with curl (tests/e2e/test_bypass.py) and `boundary policy explain` (tests/unit/test_policytool.py).
+with curl (tests/e2e/test_bypass.py) and `boundary policy explain` (tests/unit/policy/test_tool.py).
 
 The policy allows ``GET https://allowed.test/public/*`` and nothing else of allowed.test. A spelling that
 reaches something else is denied with the reason given; a spelling that normalizes to an allowed path is

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from boundary.matcher import Matcher, Request
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher, Request
 from scripts import bench
 from tests.support.tools import repo_root, require_tool, venv_python
 

@@ -13,38 +13,32 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from boundary.errors import CasesError, PolicyError
-from boundary.policy import (
-    DEFAULT_PORTS,
+from boundary.policy.canon import (
+    AmbiguousPathError,
+    is_canonical_host,
+    is_ip_literal,
+    normalize_host,
+    normalize_path,
+    query_readings,
+    raw_target_matchable,
+)
+from boundary.policy.language import (
     DENY_RULE_TABLE,
-    KNOWN_METHODS,
     LIMITS_TABLE,
     NETWORK_TABLE,
     POLICY_TABLE,
-    PUBLIC_SUFFIXES,
     RULE_TABLE,
     SETTINGS_TABLE,
-    AmbiguousPathError,
-    IncludeLoader,
-    Limits,
-    Policy,
-    Rule,
+)
+from boundary.policy.load import IncludeLoader, load_policy, parse_policy, read_text
+from boundary.policy.model import DEFAULT_PORTS, KNOWN_METHODS, Limits, Policy, Rule
+from boundary.policy.nodes import compose_yaml, is_str_node, node_line, show_node
+from boundary.policy.patterns import (
+    PUBLIC_SUFFIXES,
     broad_reason,
-    compose_yaml,
     domain_pattern_matches,
     domain_pattern_parts,
-    is_canonical_host,
-    is_ip_literal,
-    is_str_node,
-    load_policy,
-    node_line,
     normalize_domain_pattern,
-    normalize_host,
-    normalize_path,
-    parse_policy,
-    query_readings,
-    raw_target_matchable,
-    read_text,
-    show_node,
     star_matches,
 )
 

@@ -1,6 +1,6 @@
 """Specification of the shared bypass table (tests/support/bypass.py): well-formed, and complete."""
 
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
 from boundary.reasons import POLICY_REASONS
 from tests.support.bypass import POLICY, SPELLINGS, Allowed, Denied
 

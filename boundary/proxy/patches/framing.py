@@ -42,7 +42,8 @@ from mitmproxy.proxy.layers.http._events import (
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
-from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS, TOKEN_BYTES
+from boundary.policy.canon import TOKEN_BYTES
+from boundary.policy.model import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
 from boundary.reasons import Reason
 
 logger = logging.getLogger(__name__)

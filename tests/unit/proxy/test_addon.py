@@ -27,8 +27,8 @@ from mitmproxy.test import tflow, tutils
 
 from boundary.audit import AuditLog
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.matcher import Decision, Matcher, Request
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Decision, Matcher, Request
 from boundary.proxy.addon import PolicyAddon
 from boundary.proxy.gate import DialRefused, blocked_message
 from boundary.proxy.ssrf import Refusal

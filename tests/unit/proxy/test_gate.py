@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.matcher import Matcher
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher
 from boundary.proxy.gate import (
     BLOCKED_ADDRESS,
     DialRefused,

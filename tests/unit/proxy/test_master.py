@@ -32,8 +32,8 @@ from OpenSSL import SSL
 from boundary.audit import AuditLog
 from boundary.ca import RunCA, generate_ca
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.matcher import Matcher
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher
 from boundary.proxy.gate import GatedEventLoop, UpstreamGate
 from boundary.proxy.master import JailNextLayer, Proxy, RunTlsConfig, _certstore, start_proxy
 from boundary.proxy.patches.relay import RelayingHttpLayer

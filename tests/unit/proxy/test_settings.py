@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from boundary.ca import generate_ca
-from boundary.matcher import Matcher
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher
 from boundary.proxy.settings import ProxySettings, RunningProxy
 
 

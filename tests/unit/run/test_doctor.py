@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from boundary.matcher import Matcher, Request
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher, Request
 from boundary.reasons import Reason
 from boundary.run import doctor
 from boundary.run.doctor import (

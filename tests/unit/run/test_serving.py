@@ -16,8 +16,8 @@ import pytest
 from boundary.ca import generate_ca
 from boundary.dns.fakedns import FakeDnsTable
 from boundary.errors import ProxyError
-from boundary.matcher import Matcher
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher
 from boundary.proxy.settings import ProxySettings, StartProxy
 from boundary.run.serving import _import_in_background, _start_proxy
 

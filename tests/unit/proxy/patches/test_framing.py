@@ -25,7 +25,7 @@ from mitmproxy.proxy.layers.http._hooks import HttpRequestHeadersHook, HttpRespo
 from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 
-from boundary.policy import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
+from boundary.policy.model import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
 from boundary.proxy.patches import framing
 from boundary.proxy.patches.framing import Refusal, RequestRefusedHook, h1_framing
 from tests.support.layers import drive, http_layer, opened

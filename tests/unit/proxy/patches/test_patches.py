@@ -27,7 +27,7 @@ from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 from mitmproxy.proxy.layers.http._http2 import Http2Server
 from OpenSSL import SSL
 
-from boundary.policy import DEFAULT_REQUEST_HEAD
+from boundary.policy.model import DEFAULT_REQUEST_HEAD
 from boundary.proxy import patches
 from tests.support.layers import drive, http_layer
 

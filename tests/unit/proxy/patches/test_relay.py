@@ -39,8 +39,8 @@ from OpenSSL import SSL
 from boundary.audit import AuditLog
 from boundary.ca import generate_ca
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.matcher import Matcher
-from boundary.policy import parse_policy
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher
 from boundary.proxy.gate import GatedEventLoop
 from boundary.proxy.master import start_proxy  # also registers mitmproxy.addons bare, as the proxy does
 from boundary.proxy.patches import relay

@@ -2,30 +2,28 @@
 that is forwarded."""
 
 import re
-from pathlib import Path
 from typing import Literal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from boundary.matcher import AmbiguousPathError, Decision, Matcher, Request, deny, normalize_path
-from boundary.policy import (
+from boundary.policy.canon import (
     _PLAIN_PATH,
     _PLAIN_QUERY,
-    DEFAULT_PORTS,
-    Policy,
-    Rule,
     _normalize_path_fully,
     has_one_segment_reading,
     normalize_host,
     other_slash,
-    parse_policy,
     path_readings,
     query_readings,
     segment_readings,
 )
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import AmbiguousPathError, Decision, Matcher, Request, deny, normalize_path
+from boundary.policy.model import DEFAULT_PORTS, Policy, Rule
 from boundary.reasons import POLICY_REASONS, Reason
+from tests.support.tools import repo_root
 
 POLICY_TEXT = """\
 version: 1
@@ -1074,5 +1072,5 @@ def test_a_deny_rule_denies_exactly_when_its_paths_match_a_reading(patterns: lis
 @pytest.mark.parametrize("reason", POLICY_REASONS)
 def test_docs_explain_every_reason(reason: str) -> None:
     """docs/policy.md explains every reason a decision can carry."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
+    text = (repo_root() / "docs" / "policy.md").read_text(encoding="utf-8")
     assert f"| `{reason}` |" in text

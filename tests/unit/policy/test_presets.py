@@ -1,16 +1,17 @@
 """Specification of the built-in presets: each parses, says what it allows, and allows exactly that."""
 
-from pathlib import Path
-
 import pytest
 
-from boundary.lint import lint
-from boundary.matcher import Matcher, Request
-from boundary.policy import Policy, broad_reason, parse_policy
-from boundary.presets import PRESET_PREFIX, PRESETS, Preset
+from boundary.policy.lint import lint
+from boundary.policy.load import parse_policy
+from boundary.policy.matcher import Matcher, Request
+from boundary.policy.model import Policy
+from boundary.policy.patterns import broad_reason
+from boundary.policy.presets import PRESET_PREFIX, PRESETS, Preset
 from boundary.reasons import Reason
+from tests.support.tools import repo_root
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "policy.md"
+DOCS = repo_root() / "docs" / "policy.md"
 
 
 def preset_policy(*names: str) -> Policy:

@@ -30,12 +30,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-from boundary.policy import (
+from boundary.policy.canon import (
     AmbiguousPathError,
-    Policy,
     QueryReading,
-    Rule,
-    domain_pattern_parts,
     encode_disallowed_characters,
     has_one_segment_reading,
     is_canonical_host,
@@ -47,6 +44,8 @@ from boundary.policy import (
     raw_target_matchable,
     segment_readings,
 )
+from boundary.policy.model import Policy, Rule
+from boundary.policy.patterns import domain_pattern_parts
 from boundary.reasons import Reason
 
 __all__ = [

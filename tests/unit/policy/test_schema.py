@@ -14,20 +14,15 @@ import pytest
 import yaml
 
 from boundary.errors import PolicyError
-from boundary.policy import (
-    DENY_RULE_TABLE,
-    NETWORK_TABLE,
-    POLICY_TABLE,
-    RULE_TABLE,
-    SETTINGS_TABLE,
-    Table,
-    parse_policy,
-)
-from boundary.presets import PRESETS
-from boundary.schema import SCHEMA_DIALECT, SCHEMA_ID, policy_json_schema, policy_json_schema_text
+from boundary.policy.language import DENY_RULE_TABLE, NETWORK_TABLE, POLICY_TABLE, RULE_TABLE, SETTINGS_TABLE
+from boundary.policy.load import parse_policy
+from boundary.policy.nodes import Table
+from boundary.policy.presets import PRESETS
+from boundary.policy.schema import SCHEMA_DIALECT, SCHEMA_ID, policy_json_schema, policy_json_schema_text
+from tests.support.tools import repo_root
 from tests.unit.test_policy import LANGUAGE, NETWORK_VALID, VALID
 
-POLICIES = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"))
+POLICIES = sorted((repo_root() / "policies").glob("*.yaml"))
 SCHEMA = policy_json_schema()
 
 # Keywords `validate` implements, and annotations it ignores.

@@ -1,6 +1,6 @@
 """JSON Schema (draft 2020-12) of the policy format, for editors and YAML language servers (pure).
 
-Rendered from the very tables the parser walks (`boundary.policy.POLICY_TABLE` and the rule and settings
+Rendered from the very tables the parser walks (`boundary.policy.language.POLICY_TABLE` and the rule and settings
 tables it refers to): every key, its value type and its description come from one definition, so the schema
 cannot drift from what the parser accepts. JSON Schema cannot say everything the parser checks (normal-form
 paths, IDNA, over-broad wildcards, unique ids, includes), so the schema accepts a superset: every policy the
@@ -13,7 +13,7 @@ To use it with the YAML language server, write the schema to a file (`policy_jso
 import json
 from typing import Any, Final
 
-from boundary.policy import POLICY_TABLE
+from boundary.policy.language import POLICY_TABLE
 
 __all__ = ["SCHEMA_DIALECT", "SCHEMA_ID", "policy_json_schema", "policy_json_schema_text"]
 

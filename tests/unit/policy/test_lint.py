@@ -7,11 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boundary.lint import Finding, covers, lint
-from boundary.matcher import Matcher, Request
-from boundary.policy import DEFAULT_PORTS, Policy, Rule, load_policy, parse_policy
+from boundary.policy.lint import Finding, covers, lint
+from boundary.policy.load import load_policy, parse_policy
+from boundary.policy.matcher import Matcher, Request
+from boundary.policy.model import DEFAULT_PORTS, Policy, Rule
+from tests.support.tools import repo_root
 
-POLICIES = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"))
+POLICIES = sorted((repo_root() / "policies").glob("*.yaml"))
 
 
 def allow(*rules: str) -> str:

@@ -34,21 +34,11 @@ from typing import Final, Literal, NoReturn
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from boundary.errors import CasesError, PolicyError, UsageError
-from boundary.lint import lint
-from boundary.matcher import Decision, Matcher, Request
-from boundary.policy import (
-    AmbiguousPathError,
-    Policy,
-    Rule,
-    compose_yaml,
-    is_ip_literal,
-    is_str_node,
-    node_line,
-    normalize_host,
-    normalize_path,
-    path_readings,
-    show_node,
-)
+from boundary.policy.canon import AmbiguousPathError, is_ip_literal, normalize_host, normalize_path, path_readings
+from boundary.policy.lint import lint
+from boundary.policy.matcher import Decision, Matcher, Request
+from boundary.policy.model import Policy, Rule
+from boundary.policy.nodes import compose_yaml, is_str_node, node_line, show_node
 from boundary.reasons import POLICY_REASONS, Reason
 
 __all__ = [
@@ -280,7 +270,7 @@ class CheckResult:
 
 
 def check(path: str, load: Callable[[str], Policy], *, strict: bool = False) -> CheckResult:
-    """Validate and lint one policy file; `load` reads it (`boundary.policy.load_policy`)."""
+    """Validate and lint one policy file; `load` reads it (`boundary.policy.load.load_policy`)."""
     try:
         policy = load(path)
     except PolicyError as e:

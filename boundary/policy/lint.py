@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from boundary.policy import Policy, Rule, broad_reason, domain_pattern_parts, star_matches
+from boundary.policy.model import Policy, Rule
+from boundary.policy.patterns import broad_reason, domain_pattern_parts, star_matches
 
 __all__ = ["Finding", "covers", "lint"]
 

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from boundary.errors import CasesError, UsageError
-from boundary.matcher import Matcher, Request
-from boundary.policy import load_policy, parse_policy
-from boundary.policytool import (
+from boundary.policy.load import load_policy, parse_policy
+from boundary.policy.matcher import Matcher, Request
+from boundary.policy.tool import (
     Case,
     check,
     explain,
