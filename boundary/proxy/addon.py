@@ -40,17 +40,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from mitmproxy import connection, http, tcp
-from mitmproxy.net.http import http1
 from mitmproxy.proxy import layer, server_hooks
 from mitmproxy.proxy.layers.http import HttpLayer, HTTPMode
 from mitmproxy.tls import TlsData
 
 from boundary import audit
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.policy.canon import TOKEN_BYTES
 from boundary.policy.matcher import Decision, Matcher, Request, deny
 from boundary.policy.model import DEFAULT_REQUEST_HEAD, DEFAULT_REQUEST_HEADERS
-from boundary.proxy import denial, identity
+from boundary.proxy import denial, identity, protocol
 from boundary.proxy.gate import is_blocked_address
 from boundary.proxy.patches import framing
 from boundary.reasons import REASONS, Reason
@@ -114,86 +112,6 @@ def _scheme(client: connection.Client, *, http: bool = True) -> str:
     return "tls" if client.tls else "tcp"
 
 
-def _is_multiplexed(request: http.Request) -> bool:
-    """HTTP/2 and HTTP/3 carry `:authority` in place of Host; HTTP/1 has an authority only in absolute-form."""
-    return request.is_http2 or request.is_http3
-
-
-def _bad_field(headers: http.Headers) -> bool:
-    """A field name that is not a token, or a value with CR, LF (an obs-folded line, RFC 9112 §5.2, which a
-    server may read as a field of its own: `X: y\r\n Transfer-Encoding: chunked`) or NUL."""
-    for name, value in headers.fields:
-        if TOKEN_BYTES.fullmatch(name) is None or b"\r" in value or b"\n" in value or b"\0" in value:
-            return True
-    return False
-
-
-def _malformed(request: http.Request, most_fields: int) -> Decision | None:
-    """A request no server should be sent: a method or field name that is not a token, a field value with a
-    line break or NUL, framing mitmproxy itself refuses (it answers 400 and closes, but only after this hook
-    has seen the headers), or an HTTP/2 header list with more fields than the policy's limit (the HTTP/1
-    server layer counts its own before any hook; HPACK only counts bytes)."""
-    if TOKEN_BYTES.fullmatch(request.data.method) is None:
-        return deny(Reason.INVALID_METHOD)
-    if _bad_field(request.headers):
-        return deny(Reason.MALFORMED_HEADER)
-    if not _is_multiplexed(request):
-        try:
-            http1.expected_http_body_size(request)
-        except ValueError:
-            return deny(Reason.PROTOCOL_ERROR)
-    elif len(request.headers.fields) > most_fields:
-        return deny(Reason.REQUEST_HEAD_TOO_LARGE)
-    return None
-
-
-def _tokens(value: str) -> list[str]:
-    return [token.strip().lower() for token in value.split(",") if token.strip()]
-
-
-def _strip_upgrade(headers: http.Headers) -> None:
-    """Drop a request's `Upgrade` unless it asks for WebSocket alone, with the hop-by-hop headers that go with
-    it: after a `101` the connection would carry another protocol (h2c: HTTP/2) that no hook decides."""
-    upgrade = headers.get_all("Upgrade")
-    if not upgrade or _tokens(",".join(upgrade)) == ["websocket"]:
-        return
-    del headers["Upgrade"]
-    headers.pop("HTTP2-Settings", None)
-    kept = [t for t in _tokens(",".join(headers.get_all("Connection"))) if t not in ("upgrade", "http2-settings")]
-    if kept:
-        headers["Connection"] = ", ".join(kept)
-    else:
-        headers.pop("Connection", None)
-
-
-def _is_websocket_switch(flow: http.HTTPFlow) -> bool:
-    """A 101 that mitmproxy's WebSocket layer takes over (the same test it applies: version 13 asked, both sides
-    say `websocket`); any other 101 would leave a raw stream behind."""
-    assert flow.response is not None
-    return (
-        flow.response.status_code == 101
-        and flow.request.headers.get("Sec-WebSocket-Version", "") == "13"
-        and all(
-            _tokens(message.headers.get("Upgrade", "")) == ["websocket"] for message in (flow.request, flow.response)
-        )
-    )
-
-
-# What mitmproxy's own request checks say (`validate_request`), as the reasons of ours that say the same.
-_MITMPROXY_REFUSALS = (("invalid header name", Reason.MALFORMED_HEADER),)
-
-
-def _refusal_reason(message: str) -> Reason:
-    return next((reason for text, reason in _MITMPROXY_REFUSALS if text in message), Reason.PROTOCOL_ERROR)
-
-
-def _audited_method(request: http.Request, decision: Decision) -> str:
-    """The method as checked (upper-cased), or as sent when it was refused for not being a token."""
-    if decision.reason == Reason.INVALID_METHOD:
-        return request.data.method.decode("utf-8", "surrogateescape")
-    return request.method
-
-
 @dataclass
 class _Clearance:
     """What one client connection may dial upstream."""
@@ -240,7 +158,7 @@ class PolicyAddon:
             tls=bool(flow.client_conn.tls),
             host_header=flow.request.host_header,
             # HTTP/1 absolute-form (`GET https://other/ HTTP/1.1`): the origin server would route by it.
-            authority=None if _is_multiplexed(flow.request) else flow.request.authority,
+            authority=None if protocol.is_multiplexed(flow.request) else flow.request.authority,
         )
         if refused is not None:
             return refused, scheme, name if name is not None else address, port
@@ -282,7 +200,7 @@ class PolicyAddon:
             canonical = name if header_port is None else f"{name}:{header_port}"
         if header != canonical:
             flow.request.host_header = canonical
-        if not _is_multiplexed(flow.request):
+        if not protocol.is_multiplexed(flow.request):
             flow.request.authority = ""  # origin-form: the checked path and the canonical Host, nothing else
         if flow.client_conn.id in self._proxy_clients:
             # `data.host`: the `host` setter would also rewrite the Host header to the address.
@@ -354,11 +272,11 @@ class PolicyAddon:
         if flow.error is not None:
             # mitmproxy's own checks refused the head (e.g. Content-Length with Transfer-Encoding) and will
             # answer 400 itself once this hook returns: the line says so, whatever the policy would have said.
-            _note(flow, Checked(deny(_refusal_reason(flow.error.msg)), host, port, scheme))
+            _note(flow, Checked(deny(protocol.refusal_reason(flow.error.msg)), host, port, scheme))
             self._log_flow(flow, 400, error=flow.error.msg)
             return
         # A request no server should see is refused as such (400), whatever the policy says of how it reads.
-        decision = _malformed(flow.request, self.matcher.policy.limits.request_headers) or decision
+        decision = protocol.malformed(flow.request, self.matcher.policy.limits.request_headers) or decision
         _note(flow, Checked(decision, host, port, scheme))
         refused = REASONS[decision.reason]
         if refused.emitter == "protocol" and refused.status is not None:
@@ -367,7 +285,7 @@ class PolicyAddon:
         elif decision.allowed:
             assert host is not None
             self._forward_as_checked(flow, host, port)
-            _strip_upgrade(flow.request.headers)
+            protocol.strip_upgrade(flow.request.headers)
             self._clearance_of(flow.client_conn).destinations.add((flow.request.host, flow.request.port))
             if decision.path is not None and decision.path != flow.request.path:
                 flow.request.path = decision.path  # forward exactly what was checked
@@ -381,7 +299,7 @@ class PolicyAddon:
     @_fail_closed
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
-        if flow.response.status_code == 101 and not _is_websocket_switch(flow):
+        if flow.response.status_code == 101 and not protocol.is_websocket_switch(flow):
             # mitmproxy would relay whatever follows as a raw stream (h2c: HTTP/2 to any path) unchecked.
             _denied(flow, Reason.PROTOCOL_SWITCH)
             upgrade = flow.response.headers.get("Upgrade")
@@ -515,7 +433,7 @@ class PolicyAddon:
         extra = {"error": error} if error else {}
         self._write(
             decision,
-            method=_audited_method(flow.request, decision),
+            method=protocol.audited_method(flow.request, decision),
             scheme=_scheme_of(flow),
             host=checked.host,
             port=checked.port,
