@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.conftest import Jailer
 from tests.support.runner import run_boundary
 
-_REAL_MITMPROXY = Path(importlib.util.find_spec("mitmproxy").origin or "").parent  # type: ignore[union-attr]
+_REAL_MITMPROXY = Path(importlib.util.find_spec("mitmproxy").origin or "").parent  # type: ignore[union-attr]  # mitmproxy is installed: the spec exists
 
 # Each package replaces `mitmproxy`; the last one is the real package with its master's main loop failing
 # once it runs, i.e. after the proxy started serving the jail's socket.

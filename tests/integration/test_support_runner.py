@@ -51,7 +51,7 @@ def test_rootless_runs_as_nobody_without_groups_or_capabilities() -> None:
     assert (info["uid"], info["gid"]) == tools.rootless_identity()
     assert info["uid"] != 0
     assert info["groups"] == []
-    caps = {line.split(":")[0]: line.split()[1] for line in info["caps"]}  # type: ignore[attr-defined]
+    caps = {line.split(":")[0]: line.split()[1] for line in info["caps"]}
     assert {caps[name] for name in ("CapInh", "CapPrm", "CapEff", "CapAmb")} == {"0000000000000000"}
 
 

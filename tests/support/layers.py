@@ -21,7 +21,7 @@ def http_layer(
     """An HTTP layer in regular (explicit proxy) mode on a new open client (ALPN `alpn`), with mitmproxy's
     proxy server options and `extra` integer options (name -> value) declared."""
     opts = options.Options()
-    proxyserver.Proxyserver().load(opts)  # type: ignore[no-untyped-call]
+    proxyserver.Proxyserver().load(opts)  # type: ignore[no-untyped-call]  # mitmproxy leaves it untyped
     for name, value in (extra or {}).items():
         opts.add_option(name, int, value, "")
     client = connection.Client(peername=("127.0.0.1", 40000), sockname=("127.0.0.1", 8080), timestamp_start=1.0)

@@ -1,6 +1,7 @@
 """The run's CA: a real CA certificate, and the combined bundle."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography import x509
 
@@ -30,7 +31,7 @@ def test_combined_bundle_keeps_system_cas_and_appends_ours() -> None:
     assert bundle.startswith(b"SYSTEM\n") and bundle.endswith(b"OURS\n")
 
 
-def test_find_system_bundle_takes_the_first_that_exists(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_find_system_bundle_takes_the_first_that_exists(tmp_path: Path) -> None:
     """Candidates are tried in order; missing ones are skipped; none -> None."""
     present = tmp_path / "b.pem"
     present.write_text("x")

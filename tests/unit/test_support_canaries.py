@@ -17,7 +17,7 @@ from tests.support.canaries import UdpCanary, UnixCanary, received_so_far
 
 def _wait_for(predicate: object, timeout: float = 5) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:  # type: ignore[operator]
+    while not predicate() and time.monotonic() < deadline:
         time.sleep(0.01)
 
 

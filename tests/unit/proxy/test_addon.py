@@ -850,7 +850,7 @@ def test_a_denied_stream_is_killed_even_after_an_allowed_request_on_its_connecti
     harness.addon.tcp_start(stream)
     assert stream.error is not None and stream.error.msg == mflow.Error.KILLED_MESSAGE
     assert harness.connect(stream) == "boundary: upstream connection not allowed"
-    stream.messages.append(tcp.TCPMessage(True, b"POST /admin HTTP/1.1\r\n\r\n"))  # type: ignore[no-untyped-call]
+    stream.messages.append(tcp.TCPMessage(True, b"POST /admin HTTP/1.1\r\n\r\n"))
     harness.addon.tcp_message(stream)
     assert stream.messages[-1].content == b""
     [line] = harness.lines()
@@ -863,7 +863,7 @@ def test_an_allowed_stream_dials_and_relays(harness: Harness) -> None:
     harness.addon.tcp_start(stream)
     assert stream.error is None
     assert harness.connect(stream) is None
-    stream.messages.append(tcp.TCPMessage(False, b"\x00\x01"))  # type: ignore[no-untyped-call]
+    stream.messages.append(tcp.TCPMessage(False, b"\x00\x01"))
     harness.addon.tcp_message(stream)
     assert stream.messages[-1].content == b"\x00\x01"
 

@@ -10,7 +10,9 @@ from boundary.proxy.protocol import audited_method, malformed, refusal_reason, s
 from boundary.reasons import Reason
 
 
-def _request(method: bytes = b"GET", fields: tuple[tuple[bytes, bytes], ...] = (), version: str = "HTTP/1.1"):  # type: ignore[no-untyped-def]
+def _request(
+    method: bytes = b"GET", fields: tuple[tuple[bytes, bytes], ...] = (), version: str = "HTTP/1.1"
+) -> http.Request:
     request = http.Request.make("GET", "http://a.test/x")
     request.headers = http.Headers(fields)  # exactly these (make adds a content-length)
     request.data.method = method
@@ -82,4 +84,4 @@ def test_mitmproxys_refusals_read_as_our_reasons(message: str, reason: Reason) -
 
 def test_an_invalid_method_is_audited_as_sent() -> None:
     request = _request(b"get /x?")
-    assert audited_method(request, malformed(request, 256)) == "get /x?"  # type: ignore[arg-type]
+    assert audited_method(request, malformed(request, 256)) == "get /x?"

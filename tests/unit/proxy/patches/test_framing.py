@@ -9,7 +9,7 @@ would serve.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import h2.config
@@ -65,7 +65,7 @@ class Driver:
             (self.to_client if command.connection is self.client else self.to_upstream).extend(command.data)
             return []
         if isinstance(command, commands.OpenConnection):
-            self.upstream = command.connection  # type: ignore[assignment]
+            self.upstream = command.connection
             return opened(command)
         if isinstance(command, commands.CloseConnection):
             if command.connection is self.client:
@@ -94,7 +94,7 @@ class Driver:
     def h2_request(
         self,
         headers: list[tuple[bytes, bytes]],
-        data: list[bytes] = (),  # type: ignore[assignment]
+        data: Sequence[bytes] = (),
         trailers: list[tuple[bytes, bytes]] | None = None,
         end_on_headers: bool = False,
     ) -> None:

@@ -59,7 +59,7 @@ def _server_context() -> SSL.Context:
     leaf = TestCA().issue(["upstream.test"])
     context = SSL.Context(SSL.TLS_METHOD)
     context.use_certificate(x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()))
-    context.use_privatekey(serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None))  # type: ignore[arg-type]
+    context.use_privatekey(serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None))
     return context
 
 
@@ -114,7 +114,7 @@ class Driver:
                 return []
             return self._upstream_receives(command.data)
         if isinstance(command, commands.OpenConnection):
-            self.upstream = command.connection  # type: ignore[assignment]
+            self.upstream = command.connection
             return opened(command)
         if isinstance(command, HttpResponseHeadersHook):
             command.flow.response.stream = True  # what boundary's addon does for every allowed response
@@ -165,7 +165,7 @@ def through_http1_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]
     def counting(self: Http1Server, event: object) -> layer.CommandGenerator[None]:
         if isinstance(event, ResponseData):
             sizes.append(len(event.data))
-        return send(self, event)  # type: ignore[arg-type]
+        return send(self, event)
 
     monkeypatch.setattr(Http1Server, "send", counting)
     yield sizes
