@@ -1,7 +1,7 @@
 """Network set-up inside the jail's fresh netns: `lo` up, `local default dev lo`, the nft ruleset, the sockets.
 
-Netlink is spoken by hand (two messages) rather than through pyroute2: importing pyroute2 costs ~0.4 s, which
-would sit on the critical path of every run's start-up.
+Netlink is spoken by hand (two messages) rather than through pyroute2, whose import would nearly double every
+run's start-up (measured in docs/internals.md, "Netlink").
 """
 
 from __future__ import annotations
