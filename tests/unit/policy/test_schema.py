@@ -20,7 +20,7 @@ from boundary.policy.nodes import Table
 from boundary.policy.presets import PRESETS
 from boundary.policy.schema import SCHEMA_DIALECT, SCHEMA_ID, policy_json_schema, policy_json_schema_text
 from tests.support.tools import repo_root
-from tests.unit.test_policy import LANGUAGE, NETWORK_VALID, VALID
+from tests.unit.policy.test_language import LANGUAGE, NETWORK_VALID, VALID
 
 POLICIES = sorted((repo_root() / "policies").glob("*.yaml"))
 SCHEMA = policy_json_schema()
