@@ -23,7 +23,7 @@ import re
 import secrets
 import stat
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,13 +112,19 @@ def default_log_path(run: str, env: Mapping[str, str], now: datetime) -> Path:
     """
     if not _RUN_ID.fullmatch(run):
         raise ValueError(f"run id {run!r} is not usable in a file name")
+    return runs_directory(env) / f"{_utc(now):%Y%m%dT%H%M%SZ}-{run}.jsonl"
+
+
+def runs_directory(env: Mapping[str, str]) -> Path:
+    """Where `default_log_path` puts the runs' logs: `$XDG_STATE_HOME/boundary/runs`, or under `$HOME/.local/state`
+    (`boundary log` reads them from there)."""
     state = env.get("XDG_STATE_HOME", "")
     if not os.path.isabs(state):
         home = env.get("HOME", "")
         if not home:
             raise BoundaryError("cannot choose an audit log path: neither XDG_STATE_HOME nor HOME is set")
         state = os.path.join(home, ".local", "state")
-    return Path(state, "boundary", "runs", f"{_utc(now):%Y%m%dT%H%M%SZ}-{run}.jsonl")
+    return Path(state, "boundary", "runs")
 
 
 # --- the log's place -------------------------------------------------------------------------------------------
@@ -332,6 +338,7 @@ class AuditLog:
         self._fd: int | None = fd
         # What `replaced` checks: (what, name, a descriptor of our own for the file).
         self._kept: list[tuple[str, str, int]] = [("audit log", path.name, os.dup(fd))]
+        self._observers: list[Callable[[str], None]] = []
 
     @property
     def path(self) -> Path:
@@ -378,8 +385,14 @@ class AuditLog:
             if directory is not None:
                 os.close(directory)
 
+    def observe(self, observer: Callable[[str], None]) -> None:
+        """Hand every line written from now on to `observer` too, once it is in the file (the run's tally: the
+        proxy writes from the run's own process). What the observer raises, `write` raises."""
+        self._observers.append(observer)
+
     def write(self, line: str) -> None:
-        """Append `line` and a newline. Raises BoundaryError when that fails: the run must fail closed."""
+        """Append `line` and a newline, then hand it to the observers. Raises BoundaryError when the append
+        fails: the run must fail closed."""
         if line.splitlines() != [line]:
             raise ValueError(f"an audit record must be exactly one line: {line!r}")
         if self._fd is None:
@@ -390,6 +403,8 @@ class AuditLog:
                 data = data[os.write(self._fd, data) :]
         except OSError as e:
             raise BoundaryError(f"cannot write audit log '{self._path}': {e.strerror or e}") from e
+        for observer in self._observers:
+            observer(line)
 
     def close(self) -> None:
         """Close the file, its directory and what `replaced` kept. Idempotent."""

@@ -16,6 +16,22 @@ Examples:
   boundary run --policy p.yaml --resolve api.example.com:443:127.0.0.1:8443 \\
                --upstream-ca test-ca.pem -- python agent.py
   boundary run --policy p.yaml --bind /tmp/data --bind /run/shared:ro -- agent
+  boundary run --fail-on-deny --policy p.yaml -- npm test      # in CI
+  boundary run --quiet --policy p.yaml -- make
+
+\b
+At the end boundary prints a summary on stderr: how many requests were
+allowed and denied, the most denied hosts, and a rule that would allow
+each (the 403's hint), e.g.
+  boundary: 1 allowed, 2 denied: denied.test:443 (2)
+  boundary: to allow denied.test:443, add to the policy's allow list:
+            {domain: denied.test, methods: [GET], paths: ["/hello"]}
+--quiet prints none of it (nor the start and audit log lines); errors
+and warnings still show. When $GITHUB_STEP_SUMMARY names a file (GitHub
+Actions sets it), boundary appends the same as Markdown: the counts and
+a table of the denied requests (method, host, path without the query,
+reason, count, a rule to allow each). A file that cannot be written is
+said once on stderr and changes nothing else.
 
 \b
 The jail hides /tmp, /run, /var/run, /dev/shm and $XDG_RUNTIME_DIR behind empty
@@ -24,7 +40,9 @@ visible if it lies inside one of them; --bind shows other paths again.
 
 \b
 Exit status: the command's own; 128+N if it died from signal N;
-125 if boundary itself failed (bad policy, bad option, jail set-up).
+125 if boundary itself failed (bad policy, bad option, jail set-up);
+3 with --fail-on-deny, if the command exited 0 but a request was denied
+(a command's own non-zero status always wins).
 """
 
 
@@ -53,6 +71,12 @@ Exit status: the command's own; 128+N if it died from signal N;
     help="Show host PATH at the same place in the jail (read-write; ':ro' read-only), e.g. a directory under"
     " /tmp or /run, which the jail hides. Repeatable.",
 )
+@click.option(
+    "--fail-on-deny",
+    is_flag=True,
+    help="Exit 3 if the command exits 0 but any request was denied (for CI). Its own failure wins.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No exit summary, start or audit log line; errors still show.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     policy: str,
@@ -61,6 +85,8 @@ def run(
     upstream_ca: tuple[str, ...],
     user: str | None,
     binds: tuple[str, ...],
+    fail_on_deny: bool,
+    quiet: bool,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND jailed: its only way out is the policy proxy."""
@@ -68,7 +94,15 @@ def run(
 
     code = session.run(
         session.RunOptions(
-            policy=policy, argv=command, log=log, resolve=resolve, upstream_ca=upstream_ca, user=user, binds=binds
+            policy=policy,
+            argv=command,
+            log=log,
+            resolve=resolve,
+            upstream_ca=upstream_ca,
+            user=user,
+            binds=binds,
+            quiet=quiet,
+            fail_on_deny=fail_on_deny,
         )
     )
     _exit_now(code)

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from boundary import audit
 from boundary.ca import RunCA, combined_bundle, find_system_bundle, generate_ca, join_pem
@@ -43,6 +43,11 @@ from boundary.policy.matcher import Matcher
 from boundary.proxy.settings import ProxySettings
 from boundary.run.resolve import override_table, parse_resolve
 
+if TYPE_CHECKING:  # imported after the fork (see `_run_in`)
+    from boundary.run.summary import Summary, Tally
+
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"  # GitHub Actions: a file a step appends Markdown to, shown on the job's page
+
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
@@ -53,6 +58,8 @@ class RunOptions:
     upstream_ca: tuple[str, ...] = ()
     user: str | None = None
     binds: tuple[str, ...] = ()  # --bind PATH[:ro]
+    quiet: bool = False  # --quiet: none of boundary's own lines but errors and warnings
+    fail_on_deny: bool = False  # --fail-on-deny: a command that succeeded fails if anything was denied
 
 
 def identities(user: str | None, env: dict[str, str], uid: int, gid: int) -> tuple[Identity, Identity]:
@@ -206,26 +213,103 @@ def run(options: RunOptions) -> int:
     checked = plan(options, dict(os.environ))
     log_path = checked.log_path
     # No link on the log's path that the workload could have planted in an earlier run (see audit.LinkTrust).
-    log = audit.AuditLog(log_path, audit.LinkTrust(checked.workload.uid))
+    trust = audit.LinkTrust(checked.workload.uid)
+    log = audit.AuditLog(log_path, trust)
+    step = StepSummary.open(checked.env.get(STEP_SUMMARY), trust)  # before the workload exists; never fails
     ca = generate_ca(checked.run_id, checked.started)
     rundir = Path(tempfile.mkdtemp(prefix=f"boundary-{checked.run_id}-"))
     code: int | None = None
+    ended: Summary | None = None
     try:
-        code = _run_in(rundir, checked, log, ca)
-        return code
+        code, tally = _run_in(rundir, checked, log, ca)
+        ended = tally.summary()
     finally:
         # The jail is gone by now. Its mounts kept the log's place from inside; whatever else took it must not
         # leave the operator reading another file at the path boundary named: that outranks any other outcome.
         replaced = log.replaced()
         log.close()
         shutil.rmtree(rundir, ignore_errors=True)
-        if replaced:
-            raise BoundaryError(audit.replaced_message(replaced, code))
-        if not options.log:
-            print(f"boundary: audit log: {log_path}", file=sys.stderr)
+        try:
+            if replaced:
+                raise BoundaryError(audit.replaced_message(replaced, code))
+            if code is not None and ended is not None:
+                code = _report(checked, code, ended, step)
+            if not options.log and not options.quiet:
+                print(f"boundary: audit log: {log_path}", file=sys.stderr)
+        finally:
+            step.close()
+    return code
 
 
-def _run_in(rundir: Path, plan: RunPlan, log: audit.AuditLog, ca: RunCA) -> int:
+def _report(plan: RunPlan, code: int, ended: Summary, step: StepSummary) -> int:
+    """The end of a run that ran: the exit summary (unless `--quiet`), the step summary, `--fail-on-deny`;
+    the run's exit status."""
+    from boundary.run import summary  # loaded by `_run_in` already
+
+    options = plan.options
+    if not options.quiet:
+        for line in summary.lines(ended):
+            print(line, file=sys.stderr)
+    step.append(summary.markdown(ended, f"run {plan.run_id}: policy {options.policy}"))
+    final = summary.exit_code(code, ended, fail_on_deny=options.fail_on_deny)
+    if final != code:
+        print(summary.denied_message(ended), file=sys.stderr)
+    return final
+
+
+class StepSummary:
+    """The GitHub step summary file (`$GITHUB_STEP_SUMMARY`), if set: opened before the run, appended to at
+    its end. It must never fail the run: a file that cannot be opened or written is said once on stderr.
+
+    Opened like the audit log (`audit.open_directory`, `O_NOFOLLOW`): boundary may be root, the workload not,
+    and the workload could have planted a link where the file goes, to have root append to a file of its
+    choosing. Opened before the workload starts, so this run's workload cannot race it.
+    """
+
+    def __init__(self, path: str | None, fd: int | None, problem: str | None) -> None:
+        self._path, self._fd, self._problem = path, fd, problem
+
+    @classmethod
+    def open(cls, path: str | None, trust: audit.LinkTrust) -> StepSummary:
+        if not path:
+            return cls(None, None, None)
+        parent, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            return cls(path, None, "that names a directory, not a file")
+        try:
+            directory = audit.open_directory(parent or ".", trust)[0]
+            try:
+                return cls(path, audit.open_log_file(name, directory), None)
+            finally:
+                os.close(directory)
+        except (OSError, audit.LinkRefused) as e:
+            return cls(path, None, str(e) if isinstance(e, audit.LinkRefused) else (e.strerror or str(e)))
+
+    def append(self, text: str) -> None:
+        """Append `text` after a blank line (whatever the file held before stays apart), or say why not."""
+        if self._path is None:
+            return
+        if self._fd is not None:
+            data = ("\n" + text).encode()
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            except OSError as e:
+                self._problem = e.strerror or str(e)
+        if self._problem is not None:
+            print(
+                f"boundary: cannot write the step summary '{self._path}' (${STEP_SUMMARY}): {self._problem};"
+                " the run goes on without it",
+                file=sys.stderr,
+            )
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def _run_in(rundir: Path, plan: RunPlan, log: audit.AuditLog, ca: RunCA) -> tuple[int, Tally]:
     options, env, invoker, workload = plan.options, plan.env, plan.invoker, plan.workload
     rundir.chmod(0o755)  # the helper may bind these files as another uid
     system_bundle = find_system_bundle()
@@ -272,7 +356,8 @@ def _run_in(rundir: Path, plan: RunPlan, log: audit.AuditLog, ca: RunCA) -> int:
         take_terminal=take_terminal,
     )
     _check_command_visible(options.argv[0], env, spec.mounts)
-    print(f"boundary: run {plan.run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)
+    if not options.quiet:
+        print(f"boundary: run {plan.run_id}: policy {options.policy}, audit log {log.path}", file=sys.stderr)
     jail = helper.start_jail(spec)
     # The jail's binds hold their files now: remove the directory at once, so even a `kill -9` of boundary
     # leaves nothing behind. The proxy reads the upstream trust through an open descriptor.
@@ -282,11 +367,13 @@ def _run_in(rundir: Path, plan: RunPlan, log: audit.AuditLog, ca: RunCA) -> int:
     helper.harden_self()
     _setup_logging(proxy_log_stream)
     # Imported only now: asyncio, the DNS server and the gate load while the helper builds the jail.
-    from boundary.run import serving
+    from boundary.run import serving, summary
 
+    tally = summary.Tally()  # counts each decision as the proxy writes its audit line
+    log.observe(tally.count)
     try:
         settings = ProxySettings(plan.matcher, plan.overrides, log, plan.run_id, ca, upstream_trust)
-        return serving.serve(jail, settings)
+        return serving.serve(jail, settings), tally
     finally:
         jail.kill()
         os.close(trust_fd)
