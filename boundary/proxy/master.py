@@ -177,6 +177,6 @@ async def start_proxy(*, listen: socket.socket, table: FakeDnsTable, settings: P
         },
     )
     task = asyncio.ensure_future(master_.run())
-    instance: ServerInstance[Any] = ServerInstance.make("transparent", server_manager)
+    instance: ServerInstance[Any] = ServerInstance.make(settings.mode, server_manager)
     server = await asyncio.start_server(instance.handle_stream, sock=listen)
     return Proxy(master_, [server], task)

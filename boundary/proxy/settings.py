@@ -8,7 +8,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from boundary.audit import AuditLog
 from boundary.ca import RunCA
@@ -26,6 +26,8 @@ class ProxySettings:
     run_id: str
     ca: RunCA
     upstream_trust: Path  # PEM bundle the upstreams' certificates are checked against
+    # How clients arrive: redirected by the jail's nft rules (transparent), or asking for it (`boundary proxy`).
+    mode: Literal["transparent", "regular"] = "transparent"
 
 
 class RunningProxy(Protocol):

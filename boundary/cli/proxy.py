@@ -1,0 +1,61 @@
+"""`boundary proxy`: the command line of `run.standalone`, the proxy without a jail."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+PROXY_EPILOG = """\b
+Examples:
+  boundary proxy --policy p.yaml --ca-cert /tmp/boundary-ca.pem
+  HTTPS_PROXY=http://127.0.0.1:8080 SSL_CERT_FILE=/tmp/boundary-ca.pem agent
+  boundary proxy --policy p.yaml --listen 127.0.0.1:3128 --log audit.jsonl --ca-cert ca.pem
+
+\b
+Weaker than `boundary run`: only clients that use the proxy (HTTPS_PROXY,
+HTTP_PROXY, or their own setting) are checked; a process that ignores it is not
+stopped. Use `run` wherever a namespace can be made. Listens on loopback only.
+
+\b
+Exit status: 0 after SIGINT or SIGTERM; 125 if boundary failed (bad policy,
+bad option, the address in use, the proxy stopped).
+"""
+
+
+@click.command(epilog=PROXY_EPILOG, short_help="Serve the policy as an explicit HTTP(S) proxy, without a jail.")
+@click.option("--policy", "-p", required=True, metavar="FILE", help="YAML allowlist (see README: Policy).")
+@click.option(
+    "--listen", default="127.0.0.1:8080", show_default=True, metavar="ADDRESS:PORT", help="A loopback address."
+)
+@click.option(
+    "--ca-cert",
+    required=True,
+    metavar="FILE",
+    help="Write the proxy's CA certificate here (PEM), for clients to trust. Its key stays in memory.",
+)
+@click.option(
+    "--log",
+    metavar="FILE",
+    help="Append one JSON line per decision here (default: a per-run file under $XDG_STATE_HOME/boundary).",
+)
+@click.option(
+    "--resolve",
+    multiple=True,
+    metavar="HOST:PORT:ADDR[:PORT]",
+    help="Dial ADDR (and PORT) for HOST:PORT instead of asking DNS. Repeatable.",
+)
+@click.option(
+    "--upstream-ca", multiple=True, metavar="FILE", help="Also trust this CA (PEM) for upstream servers. Repeatable."
+)
+def proxy(
+    policy: str, listen: str, ca_cert: str, log: str | None, resolve: tuple[str, ...], upstream_ca: tuple[str, ...]
+) -> None:
+    """Serve the policy in FILE as an explicit HTTP/HTTPS proxy: CONNECT and absolute-form requests, TLS
+    intercepted with a per-run CA, the same decisions, SSRF guard and audit lines as `boundary run`."""
+    from boundary.run import standalone
+
+    options = standalone.ProxyOptions(
+        policy=policy, listen=listen, ca_cert=ca_cert, log=log, resolve=resolve, upstream_ca=upstream_ca
+    )
+    sys.exit(standalone.serve(options))
