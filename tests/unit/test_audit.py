@@ -296,6 +296,32 @@ def test_audit_log_close_is_idempotent(tmp_path: Path) -> None:
     log.close()
 
 
+def test_observers_get_each_line_once_it_is_written(tmp_path: Path) -> None:
+    """An observer (the run's tally) gets every line written after it was added, in order, once the line is in
+    the file; lines written before it are not replayed."""
+    path = tmp_path / "run.jsonl"
+    seen: list[tuple[str, str]] = []
+    with AuditLog(path) as log:
+        log.write("before")
+        log.observe(lambda line: seen.append((line, path.read_text().splitlines()[-1])))
+        log.write("one")
+        log.write("two")
+    assert seen == [("one", "one"), ("two", "two")]
+
+
+def test_an_observer_sees_no_line_that_was_refused(tmp_path: Path) -> None:
+    """A line `write` refuses (not one line, or a closed log) reaches no observer."""
+    seen: list[str] = []
+    log = AuditLog(tmp_path / "run.jsonl")
+    log.observe(seen.append)
+    with pytest.raises(ValueError, match="one line"):
+        log.write("a\nb")
+    log.close()
+    with pytest.raises(BoundaryError, match="closed"):
+        log.write("late")
+    assert seen == []
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_audit_log_write_error_raises() -> None:
     """A write the kernel refuses (here: device full) raises BoundaryError naming the log: the run fails

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from boundary.cli.run import RUN_EPILOG, run
+from boundary.run.summary import EXIT_DENIED
 from tests.unit.cli.test_cli import EXIT_BOUNDARY_FAILED, NO_SUCH_COMMAND, boundary
 
 # --- errors: one `boundary: ...` line and exit 125 ----------------------------------------------------------
@@ -86,3 +88,66 @@ def test_options_after_the_command_are_the_commands(tmp_path: Path, policy: Path
     result = boundary("run", "--policy", str(policy), NO_SUCH_COMMAND, "--policy", "--lgo", cwd=tmp_path)
     assert result.returncode == EXIT_BOUNDARY_FAILED
     assert result.stderr == f"boundary: command not found: '{NO_SUCH_COMMAND}'\n"
+
+
+# --- the CI options: parsed, and documented -----------------------------------------------------------------
+
+
+def _parsed(*args: str) -> dict[str, object]:
+    """The parameters click gives `run` for `args` (parsed only: nothing runs)."""
+    with run.make_context("run", list(args)) as context:
+        return dict(context.params)
+
+
+@pytest.mark.parametrize(
+    ("args", "fail_on_deny", "quiet"),
+    [
+        ([], False, False),
+        (["--fail-on-deny"], True, False),
+        (["--quiet"], False, True),
+        (["-q", "--fail-on-deny"], True, True),
+    ],
+)
+def test_fail_on_deny_and_quiet_are_flags(args: list[str], fail_on_deny: bool, quiet: bool) -> None:
+    """`--fail-on-deny` and `--quiet` (`-q`) are flags, off unless given."""
+    params = _parsed("--policy", "p.yaml", *args, "--", "agent")
+    assert (params["fail_on_deny"], params["quiet"], params["command"]) == (fail_on_deny, quiet, ("agent",))
+
+
+def test_the_ci_flags_after_the_command_are_the_commands() -> None:
+    """After the command, `--quiet` and `--fail-on-deny` are its own arguments, not boundary's."""
+    params = _parsed("--policy", "p.yaml", "agent", "--quiet", "--fail-on-deny")
+    assert (params["fail_on_deny"], params["quiet"]) == (False, False)
+    assert params["command"] == ("agent", "--quiet", "--fail-on-deny")
+
+
+def test_the_ci_flags_are_accepted_before_a_run_is_refused(tmp_path: Path, policy: Path) -> None:
+    """The flags pass the command line; the run's own checks still come first (exit 125, one line)."""
+    result = boundary("run", "--quiet", "--fail-on-deny", "--policy", str(policy), "--", NO_SUCH_COMMAND, cwd=tmp_path)
+    assert result.returncode == EXIT_BOUNDARY_FAILED
+    assert result.stderr == f"boundary: command not found: '{NO_SUCH_COMMAND}'\n"
+
+
+@pytest.mark.parametrize(
+    "documented",
+    [
+        "--fail-on-deny",
+        "-q, --quiet",
+        "boundary run --fail-on-deny --policy p.yaml -- npm test",
+        "$GITHUB_STEP_SUMMARY",
+        "3 with --fail-on-deny, if the command exited 0 but a request was denied",
+        "(a command's own non-zero status always wins)",
+        "boundary: 1 allowed, 2 denied: denied.test:443 (2)",
+    ],
+)
+def test_run_help_documents_the_ci_options_and_exit_status(tmp_path: Path, documented: str) -> None:
+    """`boundary run --help` names the options, the exit status 3, the summary and the step summary, with
+    examples."""
+    result = boundary("run", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert documented in result.stdout
+
+
+def test_the_documented_exit_status_is_the_one_given() -> None:
+    """The help's 3 is `summary.EXIT_DENIED`."""
+    assert f"{EXIT_DENIED} with --fail-on-deny" in RUN_EPILOG

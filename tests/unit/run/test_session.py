@@ -18,20 +18,25 @@ from typing import Any
 
 import pytest
 
+from boundary.audit import LinkTrust, render
 from boundary.ca import find_system_bundle, generate_ca
 from boundary.errors import UsageError
 from boundary.jail.mounts import host_path
 from boundary.jail.plan import BindRequest, Identity, mount_plan
 from boundary.run.session import (
+    STEP_SUMMARY,
     RunOptions,
+    StepSummary,
     _check_command,
     _check_command_visible,
     _read_upstream_cas,
+    _report,
     _upstream_trust,
     _user_binds,
     identities,
     plan,
 )
+from boundary.run.summary import EXIT_DENIED, Summary, Tally
 
 NOBODY = pwd.getpwnam("nobody")
 UNKNOWN_USER = "boundary-test-no-such-user"
@@ -312,3 +317,149 @@ def test_a_plan_refuses_a_bad_input_quoting_it(tmp_path: Path, change: dict[str,
     options = RunOptions(**{"policy": _policy(tmp_path), "argv": ("true",), **change})
     with pytest.raises(UsageError, match=re.escape(message)):
         plan(options, {"PATH": os.defpath})
+
+
+# --- the end of a run: the exit summary, --fail-on-deny, the step summary -----------------------------------
+
+OWN = LinkTrust(os.getuid())
+
+
+def _ended(*decisions: tuple[str, str]) -> Summary:
+    """The summary of a run whose audit lines had these (decision, host)."""
+    tally = Tally()
+    for decision, host in decisions:
+        reason = "allowed" if decision == "allow" else "no-matching-rule"
+        tally.count(
+            render(
+                ts=datetime.now(UTC),
+                run="r1",
+                decision=decision,
+                rule=None,
+                reason=reason,
+                method="GET",
+                scheme="https",
+                host=host,
+                port=443,
+                path="/",
+                status=None,
+            )
+        )
+    return tally.summary()
+
+
+def _options(tmp_path: Path, flags: dict[str, bool]) -> RunOptions:
+    return RunOptions(
+        policy=_policy(tmp_path),
+        argv=("true",),
+        quiet=flags.get("quiet", False),
+        fail_on_deny=flags.get("fail_on_deny", False),
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "denied", "final", "last"),
+    [
+        ({}, 0, True, 0, "boundary: to allow d.test:443, add to the policy's allow list:"),
+        ({"fail_on_deny": True}, 0, True, EXIT_DENIED, "boundary: --fail-on-deny: the command succeeded, but 1"),
+        ({"fail_on_deny": True}, 7, True, 7, "boundary: to allow d.test:443"),
+        ({"fail_on_deny": True}, 0, False, 0, "boundary: 1 allowed, 0 denied"),
+        ({"quiet": True, "fail_on_deny": True}, 0, True, EXIT_DENIED, "boundary: --fail-on-deny:"),
+    ],
+)
+def test_the_end_of_a_run_reports_and_decides_the_exit_status(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: dict[str, bool],
+    code: int,
+    denied: bool,
+    final: int,
+    last: str,
+) -> None:
+    """The exit summary on stderr (not with `--quiet`), then `--fail-on-deny`'s reason when it changes the
+    status; the command's own failure is kept."""
+    checked = plan(_options(tmp_path, flags), {"PATH": os.defpath, "HOME": str(tmp_path)})
+    ended = _ended(("allow", "a.test"), *([("deny", "d.test")] if denied else []))
+    assert _report(checked, code, ended, StepSummary.open(None, OWN)) == final
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(last)
+    assert any(line.startswith("boundary: 1 allowed") for line in err) is not flags.get("quiet", False)
+
+
+def test_without_the_variable_there_is_no_step_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`$GITHUB_STEP_SUMMARY` unset or empty: nothing is written, nothing said."""
+    for path in (None, ""):
+        step = StepSummary.open(path, OWN)
+        step.append("text")
+        step.close()
+    assert capsys.readouterr().err == ""
+    assert STEP_SUMMARY == "GITHUB_STEP_SUMMARY"
+
+
+def test_the_step_summary_is_appended_after_a_blank_line(tmp_path: Path) -> None:
+    """What earlier steps wrote stays; the run's section follows a blank line."""
+    path = tmp_path / "summary.md"
+    path.write_text("# before")
+    step = StepSummary.open(str(path), OWN)
+    step.append("### boundary\n")
+    step.close()
+    assert path.read_text() == "# before\n### boundary\n"
+
+
+def test_the_step_summary_names_a_relative_path_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative `$GITHUB_STEP_SUMMARY` is taken from the working directory (as the runner's own tools do)."""
+    monkeypatch.chdir(tmp_path)
+    step = StepSummary.open("summary.md", OWN)
+    step.append("x\n")
+    step.close()
+    assert (tmp_path / "summary.md").read_text() == "\nx\n"
+
+
+def _in_a_missing_directory(directory: Path) -> Path:
+    return directory / "missing" / "summary.md"
+
+
+def _the_directory(directory: Path) -> Path:
+    return directory
+
+
+def _a_link(directory: Path) -> Path:
+    (directory / "link").symlink_to(directory / "elsewhere")
+    return directory / "link"
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (_in_a_missing_directory, "No such file or directory"),
+        (_the_directory, "that names a directory, not a file"),
+        (_a_link, "Too many levels of symbolic links"),
+    ],
+    ids=["missing-directory", "a-directory", "a-link"],
+)
+def test_a_step_summary_that_cannot_be_opened_is_said_once_and_the_run_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Callable[[Path], Path], problem: str
+) -> None:
+    """A file that cannot be opened (never through a link: the workload could have planted one) is one line
+    on stderr at the end, naming it and why; nothing raises."""
+    path = make(tmp_path)
+    shown = str(path) + ("/" if path == tmp_path else "")
+    step = StepSummary.open(shown, OWN)
+    step.append("text")
+    step.close()
+    err = capsys.readouterr().err
+    assert err == (
+        f"boundary: cannot write the step summary '{shown}' ($GITHUB_STEP_SUMMARY): {problem};"
+        " the run goes on without it\n"
+    )
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_step_summary_that_cannot_be_written_is_said_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """A write the kernel refuses (device full) is said, not raised."""
+    step = StepSummary.open("/dev/full", OWN)
+    step.append("text")
+    step.close()
+    assert "'/dev/full' ($GITHUB_STEP_SUMMARY): No space left on device;" in capsys.readouterr().err
