@@ -24,3 +24,7 @@ class ProxyError(BoundaryError):
 
 class JailError(BoundaryError):
     """The jail could not be set up; nothing was started."""
+
+
+class LogError(BoundaryError):
+    """An audit log cannot be read, or there is none to read (`boundary log`)."""

@@ -20,12 +20,13 @@ LAYERS: dict[str, frozenset[str]] = {
     "reasons": frozenset(),
     "policy": frozenset({"errors", "reasons"}),
     "audit": frozenset({"errors"}),
+    "logs": frozenset({"errors", "audit"}),
     "ca": frozenset(),
     "dns": frozenset({"errors"}),
     "jail": frozenset({"errors"}),
     "proxy": frozenset({"errors", "reasons", "policy", "audit", "ca", "dns"}),
     "run": frozenset({"errors", "reasons", "policy", "audit", "ca", "dns", "jail", "proxy"}),
-    "cli": frozenset({"errors", "reasons", "policy", "run"}),
+    "cli": frozenset({"errors", "reasons", "policy", "run", "logs"}),
 }
 
 # Modules over the size limit, and why they may be.
