@@ -3,6 +3,7 @@ Markdown they render to (golden text), and the exit status `--fail-on-deny` give
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -90,6 +91,27 @@ def test_denials_of_one_request_are_one_entry_and_the_query_is_dropped() -> None
         line("deny", "no-matching-rule", host="denied.test", path="/x?token=2"),
     )
     assert ended.denied == ((Denied("denied.test", 443, "GET", "/x", "no-matching-rule"), 2),)
+
+
+def test_the_decision_is_read_as_json_would_read_it() -> None:
+    """The decision is read without parsing the whole line, yet as JSON reads it: a field before it that
+    holds the key's text (escaped by `render`) does not fool it, and a line in another spelling of JSON is
+    parsed in full."""
+    fooling = render(
+        ts=TS,
+        run='x", "decision": "deny',
+        decision="allow",
+        rule=None,
+        reason="allowed",
+        method="GET",
+        scheme="https",
+        host="a.test",
+        port=443,
+        path="/",
+        status=200,
+    )
+    compact = json.dumps(json.loads(DENIED_HOST), separators=(",", ":"))
+    assert tallied(fooling, compact).decisions == (("allow", 1), ("deny", 1))
 
 
 def test_the_tally_keeps_at_most_its_limit_of_distinct_denials() -> None:
