@@ -28,6 +28,7 @@ class Reason(StrEnum):
     # the proxy's identity checks
     HOST_MISMATCH = "host-mismatch"
     SNI_MISMATCH = "sni-mismatch"
+    PROXY_AUTH_REQUIRED = "proxy-auth-required"
     # the proxy's protocol checks
     INVALID_METHOD = "invalid-method"
     MALFORMED_HEADER = "malformed-header"
@@ -131,6 +132,12 @@ REASONS: Final = MappingProxyType(
             "identity",
             "the TLS server name (SNI) must name the host the client connected to",
             "the TLS server name is not the host the client connected to",
+        ),
+        Reason.PROXY_AUTH_REQUIRED: ReasonInfo(
+            407,
+            "identity",
+            "send Proxy-Authorization with the proxy's token (Basic with any user name, or Bearer)",
+            "`boundary proxy --token-file`: a request to the proxy without its token",
         ),
         Reason.INVALID_METHOD: ReasonInfo(
             400,

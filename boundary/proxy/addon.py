@@ -121,8 +121,11 @@ class _Clearance:
 
 
 class PolicyAddon:
-    def __init__(self, matcher: Matcher, table: FakeDnsTable, log: audit.AuditLog, run_id: str) -> None:
+    def __init__(
+        self, matcher: Matcher, table: FakeDnsTable, log: audit.AuditLog, run_id: str, *, proxy_token: str | None = None
+    ) -> None:
         self.matcher = matcher
+        self.proxy_token = proxy_token  # None: requests to the proxy need no Proxy-Authorization
         self.table = table
         self.log = log
         self.run_id = run_id
@@ -171,16 +174,26 @@ class PolicyAddon:
         Host); a Host header that is present must agree. Without one, the URL alone names the host."""
         scheme, target, port = flow.request.scheme, flow.request.host, flow.request.port
         name, refused = identity.check_target(target, port, flow.request.host_header)
+        refused = self._unauthorized(flow) or refused
         if refused is not None or name is None:
             return refused or identity.unnamed(target), scheme, name or target, port
         request = Request(scheme, name, port, flow.request.method, flow.request.path)
         return self.matcher.decide(request), scheme, name, port
+
+    def _unauthorized(self, flow: http.HTTPFlow) -> Decision | None:
+        """A request to the proxy without its token, when it has one (`boundary proxy --token-file`)."""
+        if self.proxy_token is None:
+            return None
+        if identity.proxy_authorized(flow.request.headers.get("Proxy-Authorization"), self.proxy_token):
+            return None
+        return deny(Reason.PROXY_AUTH_REQUIRED)
 
     def _connect_decision(self, flow: http.HTTPFlow) -> tuple[Decision, str, int]:
         """A CONNECT opens a tunnel to host:port; what is sent through it is decided request by request, so
         here the destination alone counts (like the dial gate), with the rule if one allows any stream."""
         target, port = flow.request.host, flow.request.port
         name, refused = identity.check_target(target, port, flow.request.host_header)
+        refused = self._unauthorized(flow) or refused
         if refused is not None or name is None:
             return refused or identity.unnamed(target), name or target, port
         stream = self.matcher.decide(Request("tcp", name, port, None, None))
@@ -203,6 +216,8 @@ class PolicyAddon:
         if not protocol.is_multiplexed(flow.request):
             flow.request.authority = ""  # origin-form: the checked path and the canonical Host, nothing else
         if flow.client_conn.id in self._proxy_clients:
+            # Credentials for the proxy are not the upstream's to see (mitmproxy's own auth addon is not loaded).
+            flow.request.headers.pop("Proxy-Authorization", None)
             # `data.host`: the `host` setter would also rewrite the Host header to the address.
             flow.request.data.host = str(self.table.address_for(name))
 
@@ -403,6 +418,9 @@ class PolicyAddon:
     def _respond_denied(
         self, flow: http.HTTPFlow, decision: Decision, host: str | None, port: int, *, status: int = 403
     ) -> None:
+        extra = {}
+        if decision.reason is Reason.PROXY_AUTH_REQUIRED:
+            status, extra = 407, {"Proxy-Authenticate": 'Basic realm="boundary"'}
         if flow.request.method == "CONNECT":
             # The hint names the destination only: CONNECT is no method a rule lists.
             body = denial.denial_text(decision.reason, None, f"CONNECT {host}:{port}", host, port, None)
@@ -418,6 +436,7 @@ class PolicyAddon:
                 "Content-Type": "text/plain; charset=utf-8",
                 denial.HEADER_DECISION: "deny",
                 denial.HEADER_REASON: decision.reason,
+                **extra,
             },
         )
         earlier = _checked(flow)

@@ -8,6 +8,9 @@ Each check returns the denial, or None when the policy may decide. No mitmproxy 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import re
 
 from boundary.policy.canon import is_ip_literal, normalize_host
@@ -48,6 +51,22 @@ def same_host(a: str | None, b: str) -> bool:
 def host_header_agrees(header: str | None, name: str, port: int) -> bool:
     header_host, header_port = split_host_header(header) if header else (None, None)
     return same_host(header_host, name) and header_port in (None, port)
+
+
+def proxy_authorized(header: str | None, token: str) -> bool:
+    """Whether a `Proxy-Authorization` value carries `token`: `Bearer TOKEN`, or `Basic` of `USER:TOKEN` (any
+    user, as clients that only speak Basic need one). Compared in constant time."""
+    if header is None:
+        return False
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            credentials = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
 def check_direct(

@@ -163,7 +163,7 @@ async def start_proxy(*, listen: socket.socket, table: FakeDnsTable, settings: P
         server_manager,
         JailNextLayer(),
         RunTlsConfig(_certstore(settings.ca)),
-        PolicyAddon(matcher, table, settings.log, settings.run_id),
+        PolicyAddon(matcher, table, settings.log, settings.run_id, proxy_token=settings.proxy_token),
     )
     opts.update(
         server=False,

@@ -28,6 +28,7 @@ class ProxySettings:
     upstream_trust: Path  # PEM bundle the upstreams' certificates are checked against
     # How clients arrive: redirected by the jail's nft rules (transparent), or asking for it (`boundary proxy`).
     mode: Literal["transparent", "regular"] = "transparent"
+    proxy_token: str | None = None  # `boundary proxy --token-file`: what every client must send
 
 
 class RunningProxy(Protocol):

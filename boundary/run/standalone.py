@@ -7,8 +7,9 @@ are configured to use it) go through it; a process that ignores them is not stop
 The run's CA is generated in memory as for a run; its certificate (never its key) is written where the
 operator says, for clients to trust.
 
-Listening beyond loopback is refused: an open proxy is never a default (remote listening with a token is
-issue 17's `--allow-remote`, not built yet).
+An open proxy is never a default: listening beyond loopback needs `--allow-remote`, and then a token
+(`--token-file`) that every client sends as `Proxy-Authorization` (407 without it). A token may guard a loopback
+proxy too (other users of the host share its loopback).
 """
 
 from __future__ import annotations
@@ -47,10 +48,16 @@ class ProxyOptions:
     log: str | None = None
     resolve: tuple[str, ...] = ()
     upstream_ca: tuple[str, ...] = ()
+    allow_remote: bool = False
+    token_file: str | None = None
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """`127.0.0.1:8080` or `[::1]:8080` -> (address, port); only loopback addresses (UsageError quoting it)."""
+_MIN_TOKEN = 16  # characters: a token is a secret, not a password someone types
+
+
+def parse_listen(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
+    """`127.0.0.1:8080` or `[::1]:8080` -> (address, port); only loopback addresses unless `allow_remote`
+    (UsageError quoting it)."""
     host, colon, port_text = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not colon or not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -59,10 +66,10 @@ def parse_listen(text: str) -> tuple[str, int]:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise UsageError(f"--listen '{text}': '{host}' is not an IP address (use 127.0.0.1 or ::1)") from None
-    if not address.is_loopback:
+    if not address.is_loopback and not allow_remote:
         raise UsageError(
             f"--listen '{text}': only a loopback address: a proxy others can reach is an open proxy"
-            " (remote listening with a token is not supported yet)"
+            " (--allow-remote with --token-file to mean it)"
         )
     return str(address), int(port_text)
 
@@ -73,7 +80,10 @@ def serve(options: ProxyOptions) -> int:
     matcher = Matcher(load_policy(options.policy))
     overrides = override_table([parse_resolve(text) for text in options.resolve])
     trust = session._upstream_trust(session._read_upstream_cas(options.upstream_ca))
-    address, port = parse_listen(options.listen)
+    address, port = parse_listen(options.listen, allow_remote=options.allow_remote)
+    if options.allow_remote and options.token_file is None:
+        raise UsageError("--allow-remote needs --token-file: a proxy others can reach must ask for a token")
+    token = read_token(options.token_file) if options.token_file is not None else None
     run_id, started = audit.new_run_id(), datetime.now(UTC)
     listen = _listening_socket(address, port, options.listen)
     log_path = Path(options.log) if options.log else audit.default_log_path(run_id, env, started)
@@ -86,7 +96,9 @@ def serve(options: ProxyOptions) -> int:
     ):
         trust_file.write(trust)
         trust_file.flush()
-        settings = ProxySettings(matcher, overrides, log, run_id, ca, Path(trust_file.name), mode="regular")
+        settings = ProxySettings(
+            matcher, overrides, log, run_id, ca, Path(trust_file.name), mode="regular", proxy_token=token
+        )
         print(
             f"boundary: proxy {run_id} on {options.listen}: policy {options.policy}, audit log {log.path}, "
             f"CA certificate {options.ca_cert}; clients: HTTPS_PROXY=http://{options.listen} and trust the CA",
@@ -118,6 +130,25 @@ async def _serve(listen: socket.socket, settings: ProxySettings) -> None:
             raise ProxyError(f"the proxy stopped ({proxy.why_stopped()})")
     finally:
         await proxy.close()
+
+
+def read_token(path: str) -> str:
+    """The token in `path` (one line), from a file only its owner may read (UsageError quoting the path)."""
+    try:
+        with open(path, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            raw = file.read(4096)
+    except OSError as e:
+        raise UsageError(f"--token-file '{path}': {e.strerror}") from e
+    if mode & 0o077:
+        raise UsageError(f"--token-file '{path}': readable by others (mode {mode & 0o777:o}); chmod 600 it")
+    token = raw.decode("utf-8", "replace").strip()
+    if len(token) < _MIN_TOKEN or any(c.isspace() or not c.isprintable() for c in token):
+        raise UsageError(
+            f"--token-file '{path}': expected one token of at least {_MIN_TOKEN} printable characters, no spaces"
+            " (e.g. `openssl rand -hex 32`)"
+        )
+    return token
 
 
 def _listening_socket(address: str, port: int, text: str) -> socket.socket:

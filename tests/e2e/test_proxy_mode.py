@@ -7,12 +7,13 @@ Nothing leaves the machine: the test names resolve to the local upstreams throug
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,33 +50,41 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 3
     raise AssertionError("boundary proxy did not listen")
 
 
-@pytest.fixture
-def standalone(
-    tmp_path: Path, https_upstream: Upstream, http_upstream: Upstream, ca_file: Path
+@contextlib.contextmanager
+def _serving(
+    folder: Path, https_upstream: Upstream, http_upstream: Upstream, ca_file: Path, extra: Sequence[str] = ()
 ) -> Iterator[dict[str, Any]]:
     port = _free_port()
-    policy = tmp_path / "policy.yaml"
+    policy = folder / "policy.yaml"
     policy.write_text(POLICY)
     resolves = []
     for name in NAMES:
         resolves += ["--resolve", f"{name}:443:127.0.0.1:{https_upstream.port}"]
         resolves += ["--resolve", f"{name}:80:127.0.0.1:{http_upstream.port}"]
-    args = ["proxy", "--policy", str(policy), "--listen", f"127.0.0.1:{port}", "--ca-cert", str(tmp_path / "ca.pem")]
-    args += ["--log", str(tmp_path / "audit.jsonl"), "--upstream-ca", str(ca_file), *resolves]
+    args = ["proxy", "--policy", str(policy), "--listen", f"127.0.0.1:{port}", "--ca-cert", str(folder / "ca.pem")]
+    args += ["--log", str(folder / "audit.jsonl"), "--upstream-ca", str(ca_file), *resolves, *extra]
     proc = spawn_boundary(args, rootless=False)
     try:
         _wait_listening(port, proc)
-        yield {"port": port, "dir": tmp_path, "proc": proc}
+        yield {"port": port, "dir": folder, "proc": proc}
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
 
 
-def _curl_via(port: int, ca: Path, method: str, url: str) -> str:
+@pytest.fixture
+def standalone(
+    tmp_path: Path, https_upstream: Upstream, http_upstream: Upstream, ca_file: Path
+) -> Iterator[dict[str, Any]]:
+    with _serving(tmp_path, https_upstream, http_upstream, ca_file) as served:
+        yield served
+
+
+def _curl_via(port: int, ca: Path, method: str, url: str, *extra: str) -> str:
     done = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, "--proxy", f"http://127.0.0.1:{port}",
-         "--cacert", str(ca), "--max-time", "20", url],
+         "--cacert", str(ca), "--max-time", "20", *extra, url],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     return done.stdout
@@ -107,3 +116,23 @@ def test_sigint_stops_the_proxy_with_exit_0(standalone: dict[str, Any]) -> None:
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
     assert (standalone["dir"] / "ca.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def test_with_a_token_a_request_without_it_gets_407_and_the_token_never_goes_upstream(
+    tmp_path: Path, https_upstream: Upstream, http_upstream: Upstream, ca_file: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("0123456789abcdef0123456789abcdef\n")
+    token.chmod(0o600)
+    with _serving(tmp_path, https_upstream, http_upstream, ca_file, ["--token-file", str(token)]) as served:
+        port, ca = served["port"], tmp_path / "ca.pem"
+        before = len(http_upstream.requests)
+        assert _curl_via(port, ca, "GET", "http://open.test/x") == "407"
+        assert _curl_via(port, ca, "GET", "http://open.test/x", "--proxy-user", "me:wrong-token-wrong-token") == "407"
+        credentials = ["--proxy-user", "me:0123456789abcdef0123456789abcdef"]
+        assert _curl_via(port, ca, "GET", "http://open.test/x", *credentials) == "200"
+        assert _curl_via(port, ca, "GET", "https://allowed.test/hello", *credentials) == "200"
+        forwarded = http_upstream.requests[before:]
+    assert len(forwarded) == 1 and forwarded[0].header("proxy-authorization") is None
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines() if line]
+    assert [(line["reason"], line["status"]) for line in lines[:2]] == [("proxy-auth-required", 407)] * 2

@@ -25,13 +25,15 @@ def test_every_denial_has_a_hint_and_a_doc_line(reason: Reason) -> None:
 
 
 def test_only_the_policy_and_the_proxy_answer_with_their_own_status() -> None:
-    """403 for a policy, identity or internal denial; 400/431 for a request no server should see; 502 when
+    """403 for a policy, identity or internal denial (407 for a missing proxy token); 400/431 for a request no
+    server should see; 502 when
     the SSRF guard refused the dial; none when there is no HTTP answer (TLS failed, protocol switch)."""
     assert {reason: info.status for reason, info in REASONS.items() if info.status not in (403, None)} == {
         Reason.INVALID_METHOD: 400,
         Reason.MALFORMED_HEADER: 400,
         Reason.PROTOCOL_ERROR: 400,
         Reason.REQUEST_HEAD_TOO_LARGE: 431,
+        Reason.PROXY_AUTH_REQUIRED: 407,
         Reason.BLOCKED_ADDRESS: 502,
     }
 

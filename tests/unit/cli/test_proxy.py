@@ -20,6 +20,6 @@ def test_a_non_loopback_listen_address_is_refused_before_anything_starts(tmp_pat
     assert result.returncode == EXIT_BOUNDARY_FAILED
     assert result.stderr.splitlines() == [
         "boundary: --listen '0.0.0.0:8080': only a loopback address: a proxy others can reach is an open proxy"
-        " (remote listening with a token is not supported yet)"
+        " (--allow-remote with --token-file to mean it)"
     ]
     assert not ca.exists()

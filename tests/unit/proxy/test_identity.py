@@ -3,9 +3,11 @@ destination it reached, and the denial when one names another."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
-from boundary.proxy.identity import check_direct, check_target, proxy_form, split_host_header
+from boundary.proxy.identity import check_direct, check_target, proxy_authorized, proxy_form, split_host_header
 
 # --- split_host_header --------------------------------------------------------------------------------------
 
@@ -110,3 +112,26 @@ def test_proxy_form_is_told_by_the_request_line(data: bytes, expected: bool | No
     """A connection is a request to a proxy iff its request line is `CONNECT ...` or has an absolute-form
     target; None means the bytes so far could still go either way."""
     assert proxy_form(data) is expected
+
+
+# --- the token of `boundary proxy --token-file` ---------------------------------------------------------------
+
+TOKEN = "0123456789abcdef0123"
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        pytest.param(f"Bearer {TOKEN}", True, id="bearer"),
+        pytest.param("Basic " + base64.b64encode(f"anyone:{TOKEN}".encode()).decode(), True, id="basic-any-user"),
+        pytest.param("basic " + base64.b64encode(f":{TOKEN}".encode()).decode(), True, id="basic-no-user"),
+        pytest.param(None, False, id="missing"),
+        pytest.param(f"Bearer {TOKEN}x", False, id="longer"),
+        pytest.param(f"Bearer {TOKEN[:-1]}", False, id="shorter"),
+        pytest.param(f"Token {TOKEN}", False, id="other-scheme"),
+        pytest.param("Basic " + base64.b64encode(TOKEN.encode()).decode(), False, id="basic-without-colon"),
+        pytest.param("Basic !!!", False, id="basic-not-base64"),
+    ],
+)
+def test_only_the_proxys_token_authorizes(header: str | None, ok: bool) -> None:
+    assert proxy_authorized(header, TOKEN) is ok
