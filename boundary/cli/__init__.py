@@ -8,7 +8,7 @@ import sys
 import click
 
 from boundary import __version__
-from boundary.cli import doctor, policy, proxy, run
+from boundary.cli import doctor, log, policy, proxy, run
 from boundary.cli.exits import EXIT_BOUNDARY_FAILED, CommandFailed, fail
 
 
@@ -25,6 +25,7 @@ def main_group() -> None:
 main_group.add_command(run.run)
 main_group.add_command(policy.policy)
 main_group.add_command(doctor.doctor)
+main_group.add_command(log.log)
 main_group.add_command(proxy.proxy)
 
 
