@@ -109,7 +109,7 @@ class Record:
     port: int | None
     path: str | None
     status: int | None
-    extra: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    extra: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     text: str = ""
     file: str = ""
     line: int = 0

@@ -215,6 +215,23 @@ def test_what_cannot_be_done_is_one_error_line_and_125(tmp_path: Path, args: lis
     assert result.stderr.startswith(f"boundary: {message}") and result.stderr.count("\n") == 1
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`boundary log | head -1`: the closed pipe is no error, and no traceback."""
+    (tmp_path / "a.jsonl").write_text(f"{ALLOW}\n" * 5000)
+    process = subprocess.Popen(
+        [str(tools.venv_python()), "-m", "boundary", "log", "a.jsonl"],
+        cwd=tmp_path,
+        env=environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"TIME")
+    process.stdout.close()
+    assert process.wait(timeout=WAIT) == 0
+    assert process.stderr.read() == b""
+
+
 # --- problems in the input ----------------------------------------------------------------------------------------
 
 

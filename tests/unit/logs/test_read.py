@@ -70,6 +70,17 @@ def test_the_reader_knows_every_field_the_writer_writes() -> None:
     assert tuple(FIELDS) == audit.AUDIT_FIELDS
 
 
+def test_records_are_frozen_and_hashable() -> None:
+    """Frozen values (a later `learn` can put them in sets); `extra` does not take part in the hash."""
+    record = parse_line(line(error="x"))
+    assert isinstance(record, Record)
+    assert len({record, record}) == 1
+    with pytest.raises(AttributeError):
+        record.host = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        record.extra["error"] = "y"  # type: ignore[index]
+
+
 def test_a_rendered_line_reads_back_as_its_record() -> None:
     text = line()
     assert parse_line(text, "a.jsonl", 7) == Record(
@@ -268,6 +279,12 @@ def test_no_runs_directory_is_no_runs(tmp_path: Path) -> None:
     assert list_runs(tmp_path / "none") == []
 
 
+def test_a_runs_directory_that_cannot_be_listed_is_a_log_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LogError, match=r"^cannot list the runs' logs in '.*/file': Not a directory$"):
+        list_runs(tmp_path / "file")
+
+
 def test_newest_run_and_newest_of_a_run(tmp_path: Path) -> None:
     for name in ("20261125T220305Z-b.jsonl", "20261124T000000Z-a.jsonl", "20261123T000000Z-b.jsonl"):
         (tmp_path / name).write_text("")
@@ -345,6 +362,34 @@ def test_a_follower_finishes_a_rotated_file_then_follows_the_new_one(tmp_path: P
         )
         assert [(r.line, r.run) for r in found[1:]] == [(1, "new")]  # type: ignore[union-attr]
         assert notices == ["a.jsonl: replaced by a new file; following that from its start"]
+    finally:
+        follower.close()
+
+
+def test_a_follower_of_a_rotated_file_without_a_partial_line_reports_nothing_cut(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(f"{line()}\n")
+    follower = Follower(path, "a.jsonl")
+    try:
+        follower.poll()
+        os.rename(path, tmp_path / "a.jsonl.1")
+        path.write_text("")
+        assert follower.poll() == ([], ["a.jsonl: replaced by a new file; following that from its start"])
+    finally:
+        follower.close()
+
+
+def test_a_path_that_can_no_longer_be_looked_up_is_a_log_error(tmp_path: Path) -> None:
+    """Its directory replaced by a file: not a file that went away (waited for) but an error."""
+    (tmp_path / "d").mkdir()
+    path = tmp_path / "d" / "a.jsonl"
+    path.write_text("")
+    follower = Follower(path, "d/a.jsonl")
+    try:
+        os.rename(tmp_path / "d", tmp_path / "e")
+        (tmp_path / "d").write_text("")
+        with pytest.raises(LogError, match=r"^cannot read audit log 'd/a.jsonl': Not a directory$"):
+            follower.poll()
     finally:
         follower.close()
 
