@@ -20,7 +20,7 @@ LAYERS: dict[str, frozenset[str]] = {
     "reasons": frozenset(),
     "policy": frozenset({"errors", "reasons"}),
     "audit": frozenset({"errors"}),
-    "logs": frozenset({"errors", "audit"}),
+    "logs": frozenset({"errors", "audit", "policy", "reasons"}),
     "ca": frozenset(),
     "dns": frozenset({"errors"}),
     "jail": frozenset({"errors"}),

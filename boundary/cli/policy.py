@@ -121,6 +121,44 @@ def test(file: str, cases: str) -> None:
     sys.exit(0 if all(outcome.passed for outcome in outcomes) else 1)
 
 
+REPLAY_EPILOG = """\b
+Examples:
+  boundary policy replay candidate.yaml ~/.local/state/boundary/runs/*.jsonl
+  boundary policy replay baseline.yaml audit.jsonl --fail-on-new
+
+\b
+Exit status: 0 nothing would break (and, with --fail-on-new, every request is
+allowed); 1 something would; 2 bad policy or an audit line that could not be
+read (each reported as FILE:LINE on stderr; the rest is still replayed).
+"""
+
+
+@policy.command(epilog=REPLAY_EPILOG, short_help="Decide past runs' requests again under a candidate policy.")
+@click.argument("candidate", metavar="CANDIDATE")
+@click.argument("logs", nargs=-1, required=True, metavar="LOG...")
+@click.option("--fail-on-new", is_flag=True, help="Also exit 1 if any request is one CANDIDATE does not allow.")
+def replay(candidate: str, logs: tuple[str, ...], fail_on_new: bool) -> None:
+    """Decide every request the policy decided in the audit LOGs again with CANDIDATE, and print what would
+    change, grouped by host: allowed then and denied now (would break), denied then and allowed now (would
+    open). No jail, no network."""
+    from pathlib import Path
+
+    from boundary.logs import replay as replaying
+    from boundary.logs.read import collect, read_log
+    from boundary.policy.load import load_policy
+    from boundary.policy.matcher import Matcher
+
+    matcher = Matcher(load_policy(candidate))
+    records, problems = collect(item for log in logs for item in read_log(Path(log)))
+    report = replaying.replay(matcher, records)
+    click.echo(replaying.render(report, candidate, fail_on_new=fail_on_new), nl=False)
+    for problem in problems:
+        click.echo(f"boundary: {problem}", err=True)
+    if problems:
+        sys.exit(EXIT_POLICY_ERROR)
+    sys.exit(1 if report.breaks or (fail_on_new and report.new) else 0)
+
+
 @policy.command(short_help="Print the JSON Schema of the policy format.")
 def schema() -> None:
     """Print the JSON Schema of the policy format (for editors: `# yaml-language-server: $schema=FILE`)."""

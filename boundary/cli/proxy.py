@@ -29,7 +29,11 @@ bad option, the address in use, the proxy stopped).
 @click.command(epilog=PROXY_EPILOG, short_help="Serve the policy as an explicit HTTP(S) proxy, without a jail.")
 @click.option("--policy", "-p", required=True, metavar="FILE", help="YAML allowlist (see README: Policy).")
 @click.option(
-    "--listen", default="127.0.0.1:8080", show_default=True, metavar="ADDRESS:PORT", help="Where to listen: loopback unless --allow-remote."
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="ADDRESS:PORT",
+    help="Where to listen: loopback unless --allow-remote.",
 )
 @click.option(
     "--ca-cert",

@@ -284,3 +284,52 @@ def test_policy_usage_errors_exit_2(tmp_path: Path, args: list[str], message: st
     result = boundary(*args, cwd=tmp_path)
     assert (result.returncode, result.stdout) == (2, "")
     assert message in result.stderr
+
+
+# --- boundary policy replay ----------------------------------------------------------------------------------
+
+REPLAY_LOG = [
+    {"decision": "allow", "reason": "allowed", "method": "GET", "path": "/v1/users"},
+    {"decision": "allow", "reason": "allowed", "method": "DELETE", "path": "/v1/users"},
+]
+
+
+def _audit_log(path: Path, lines: list[dict[str, object]], tail: str = "") -> Path:
+    common = {"ts": "2026-12-08T00:00:00.000Z", "run": "r1", "rule": None, "scheme": "https", "host": "api.example.com"}
+    text = "".join(json.dumps({**common, "port": 443, "status": 200, **line}) + "\n" for line in lines)
+    path.write_text(text + tail)
+    return path
+
+
+def test_replay_exits_1_when_a_request_of_the_run_would_break(tmp_path: Path, tools_policy: Path) -> None:
+    log = _audit_log(tmp_path / "run.jsonl", REPLAY_LOG)
+    result = boundary("policy", "replay", str(tools_policy), str(log), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "would break (allowed then, denied now):" in result.stdout
+    assert "1 x DELETE /v1/users  (allowed -> method-not-allowed)" in result.stdout
+
+
+def test_replay_exits_0_when_nothing_would_break(tmp_path: Path, tools_policy: Path) -> None:
+    log = _audit_log(tmp_path / "run.jsonl", REPLAY_LOG[:1])
+    result = boundary("policy", "replay", str(tools_policy), str(log), cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (
+        0,
+        f"1 requests replayed against {tools_policy}: 0 would break, 0 would open\n",
+    )
+
+
+def test_replay_fail_on_new_exits_1_for_egress_the_baseline_does_not_allow(tmp_path: Path, tools_policy: Path) -> None:
+    denied = {"decision": "deny", "reason": "no-matching-rule", "method": "GET", "path": "/", "host": "other.example"}
+    log = _audit_log(tmp_path / "run.jsonl", [REPLAY_LOG[0], denied])
+    plain = boundary("policy", "replay", str(tools_policy), str(log), cwd=tmp_path)
+    drift = boundary("policy", "replay", str(tools_policy), str(log), "--fail-on-new", cwd=tmp_path)
+    assert (plain.returncode, drift.returncode) == (0, 1)
+    assert "not allowed by" in drift.stdout and "other.example:443" in drift.stdout
+
+
+def test_replay_reports_an_unreadable_line_and_exits_2(tmp_path: Path, tools_policy: Path) -> None:
+    log = _audit_log(tmp_path / "run.jsonl", REPLAY_LOG[:1], tail="not json\n")
+    result = boundary("policy", "replay", str(tools_policy), str(log), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"boundary: {log}:2: ")
+    assert "1 requests replayed" in result.stdout  # the rest still replayed
