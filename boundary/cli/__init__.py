@@ -8,7 +8,7 @@ import sys
 import click
 
 from boundary import __version__
-from boundary.cli import doctor, log, policy, proxy, run
+from boundary.cli import doctor, learn, log, policy, proxy, run
 from boundary.cli.exits import EXIT_BOUNDARY_FAILED, CommandFailed, fail
 
 
@@ -27,6 +27,7 @@ main_group.add_command(policy.policy)
 main_group.add_command(doctor.doctor)
 main_group.add_command(log.log)
 main_group.add_command(proxy.proxy)
+main_group.add_command(learn.learn)
 
 
 def main() -> None:
