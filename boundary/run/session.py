@@ -123,7 +123,7 @@ def _user_binds(texts: tuple[str, ...]) -> tuple[BindRequest, ...]:
     return tuple(binds)
 
 
-def _read_upstream_cas(paths: tuple[str, ...]) -> bytes:
+def read_upstream_cas(paths: tuple[str, ...]) -> bytes:
     blobs = []
     for path in paths:
         try:
@@ -136,7 +136,7 @@ def _read_upstream_cas(paths: tuple[str, ...]) -> bytes:
     return join_pem(*blobs)
 
 
-def _upstream_trust(extra: bytes) -> bytes:
+def upstream_trust_pem(extra: bytes) -> bytes:
     """What the proxy trusts upstream: the system store (or certifi's), plus the operator's `--upstream-ca`."""
     system = find_system_bundle()
     if system is not None:
@@ -191,7 +191,7 @@ def plan(options: RunOptions, env: dict[str, str]) -> RunPlan:
     """Check every input of `options` (BoundaryError, quoting the bad one, on the first problem)."""
     matcher = Matcher(load_policy(options.policy))
     overrides = override_table([parse_resolve(text) for text in options.resolve])
-    extra_cas = _read_upstream_cas(options.upstream_ca)
+    extra_cas = read_upstream_cas(options.upstream_ca)
     invoker, workload = identities(options.user, env, os.getuid(), os.getgid())
     user_binds = _user_binds(options.binds)
     _check_command(options.argv, env)
@@ -318,7 +318,7 @@ def _run_in(rundir: Path, plan: RunPlan, log: audit.AuditLog, ca: RunCA) -> tupl
     _write(rundir / "resolv.conf", RESOLV_CONF.encode())
     _write(rundir / "hosts", HOSTS.encode())
     upstream_trust = rundir / "upstream-trust.pem"
-    _write(upstream_trust, _upstream_trust(plan.extra_cas))
+    _write(upstream_trust, upstream_trust_pem(plan.extra_cas))
     binds = [
         BindRequest(str(rundir / "resolv.conf"), "/etc/resolv.conf"),
         BindRequest(str(rundir / "hosts"), "/etc/hosts"),

@@ -79,7 +79,7 @@ def serve(options: ProxyOptions) -> int:
     env = dict(os.environ)
     matcher = Matcher(load_policy(options.policy))
     overrides = override_table([parse_resolve(text) for text in options.resolve])
-    trust = session._upstream_trust(session._read_upstream_cas(options.upstream_ca))
+    trust = session.upstream_trust_pem(session.read_upstream_cas(options.upstream_ca))
     address, port = parse_listen(options.listen, allow_remote=options.allow_remote)
     if options.allow_remote and options.token_file is None:
         raise UsageError("--allow-remote needs --token-file: a proxy others can reach must ask for a token")

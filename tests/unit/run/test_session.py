@@ -29,12 +29,12 @@ from boundary.run.session import (
     StepSummary,
     _check_command,
     _check_command_visible,
-    _read_upstream_cas,
     _report,
-    _upstream_trust,
     _user_binds,
     identities,
     plan,
+    read_upstream_cas,
+    upstream_trust_pem,
 )
 from boundary.run.summary import EXIT_DENIED, Summary, Tally
 
@@ -187,7 +187,7 @@ def ca_pem() -> bytes:
 
 def test_no_upstream_cas_is_empty() -> None:
     """Without `--upstream-ca` there is nothing extra to trust."""
-    assert _read_upstream_cas(()) == b""
+    assert read_upstream_cas(()) == b""
 
 
 def test_upstream_cas_are_read_in_order_each_ending_in_a_newline(tmp_path: Path, ca_pem: bytes) -> None:
@@ -195,7 +195,7 @@ def test_upstream_cas_are_read_in_order_each_ending_in_a_newline(tmp_path: Path,
     first, second = tmp_path / "first.pem", tmp_path / "second.pem"
     first.write_bytes(ca_pem.rstrip(b"\n"))
     second.write_bytes(b"# a comment\n" + ca_pem)
-    assert _read_upstream_cas((str(first), str(second))) == ca_pem + b"# a comment\n" + ca_pem
+    assert read_upstream_cas((str(first), str(second))) == ca_pem + b"# a comment\n" + ca_pem
 
 
 @pytest.mark.parametrize(
@@ -216,7 +216,7 @@ def test_unusable_upstream_ca_is_refused_quoting_the_path(tmp_path: Path, make: 
         path.write_bytes(b"\x30\x82\x01\x0a not a PEM certificate\n")
     elif make == "empty":
         path.write_bytes(b"")
-    assert usage_error(lambda: _read_upstream_cas((str(path),))) == f"--upstream-ca '{path}': {message}"
+    assert usage_error(lambda: read_upstream_cas((str(path),))) == f"--upstream-ca '{path}': {message}"
 
 
 def test_upstream_trust_is_the_system_store_plus_the_extra_cas(ca_pem: bytes) -> None:
@@ -228,11 +228,11 @@ def test_upstream_trust_is_the_system_store_plus_the_extra_cas(ca_pem: bytes) ->
         import certifi
 
         base = Path(certifi.where()).read_bytes()
-    trust = _upstream_trust(ca_pem)
+    trust = upstream_trust_pem(ca_pem)
     assert trust.startswith(base)
     assert trust.endswith(ca_pem)
     assert trust[: -len(ca_pem)].endswith(b"\n")  # the extra CAs start on their own line
-    assert _upstream_trust(b"").startswith(base)
+    assert upstream_trust_pem(b"").startswith(base)
 
 
 # --- --bind -----------------------------------------------------------------------------------------------------
