@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from boundary.cli.run import LOG_OPTION, POLICY_OPTION, RESOLVE_OPTION, UPSTREAM_CA_OPTION
+
 PROXY_EPILOG = """\b
 Examples:
   boundary proxy --policy p.yaml --ca-cert /tmp/boundary-ca.pem
@@ -27,7 +29,7 @@ bad option, the address in use, the proxy stopped).
 
 
 @click.command(epilog=PROXY_EPILOG, short_help="Serve the policy as an explicit HTTP(S) proxy, without a jail.")
-@click.option("--policy", "-p", required=True, metavar="FILE", help="YAML allowlist (see README: Policy).")
+@POLICY_OPTION
 @click.option(
     "--listen",
     default="127.0.0.1:8080",
@@ -41,20 +43,9 @@ bad option, the address in use, the proxy stopped).
     metavar="FILE",
     help="Write the proxy's CA certificate here (PEM), for clients to trust. Its key stays in memory.",
 )
-@click.option(
-    "--log",
-    metavar="FILE",
-    help="Append one JSON line per decision here (default: a per-run file under $XDG_STATE_HOME/boundary).",
-)
-@click.option(
-    "--resolve",
-    multiple=True,
-    metavar="HOST:PORT:ADDR[:PORT]",
-    help="Dial ADDR (and PORT) for HOST:PORT instead of asking DNS. Repeatable.",
-)
-@click.option(
-    "--upstream-ca", multiple=True, metavar="FILE", help="Also trust this CA (PEM) for upstream servers. Repeatable."
-)
+@LOG_OPTION
+@RESOLVE_OPTION
+@UPSTREAM_CA_OPTION
 @click.option(
     "--token-file",
     metavar="FILE",

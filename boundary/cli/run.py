@@ -46,22 +46,31 @@ Exit status: the command's own; 128+N if it died from signal N;
 """
 
 
-@click.command(epilog=RUN_EPILOG, context_settings={"allow_interspersed_args": False})
-@click.option("--policy", "-p", required=True, metavar="FILE", help="YAML allowlist (see README: Policy).")
-@click.option(
+# The options `run` and `proxy` share: the same policy, audit log and upstream settings.
+POLICY_OPTION = click.option(
+    "--policy", "-p", required=True, metavar="FILE", help="YAML allowlist (see README: Policy)."
+)
+LOG_OPTION = click.option(
     "--log",
     metavar="FILE",
     help="Append one JSON line per decision here (default: a per-run file under $XDG_STATE_HOME/boundary).",
 )
-@click.option(
+RESOLVE_OPTION = click.option(
     "--resolve",
     multiple=True,
     metavar="HOST:PORT:ADDR[:PORT]",
     help="Dial ADDR (and PORT) for HOST:PORT instead of asking DNS. Repeatable.",
 )
-@click.option(
+UPSTREAM_CA_OPTION = click.option(
     "--upstream-ca", multiple=True, metavar="FILE", help="Also trust this CA (PEM) for upstream servers. Repeatable."
 )
+
+
+@click.command(epilog=RUN_EPILOG, context_settings={"allow_interspersed_args": False})
+@POLICY_OPTION
+@LOG_OPTION
+@RESOLVE_OPTION
+@UPSTREAM_CA_OPTION
 @click.option("--user", metavar="NAME", help="As root: run the command as this user (default: $SUDO_USER or root).")
 @click.option(
     "--bind",
