@@ -142,7 +142,8 @@ def run_env(home: Path, *, rootless: bool, base: Mapping[str, str], extra: Mappi
         if user:
             env |= {"USER": user, "LOGNAME": user}
     else:
-        env = dict(base)
+        # Not the CI job's own step summary: a test's run must not append to it (tests that want one set it).
+        env = {name: value for name, value in base.items() if name != "GITHUB_STEP_SUMMARY"}
     env["HOME"] = str(home)
     env |= {name: str(home / sub) for name, sub in _XDG_DIRS.items()}
     return env | dict(extra or {})

@@ -181,3 +181,10 @@ def test_checkout_shown_binds_the_checkout_only_for_run_and_only_where_hidden() 
     assert args[-4:] == ["--policy", "p.yaml", "--", "true"] and args[0] == "run"
     checkout_hidden = hidden_below(repo_root().resolve(), [Path(t).resolve() for t, _ in HIDDEN_TREES])
     assert (f"{repo_root().resolve()}:ro" in binds) is checkout_hidden
+
+
+def test_a_run_never_writes_to_the_ci_jobs_step_summary() -> None:
+    base = {"PATH": "/usr/bin", "GITHUB_STEP_SUMMARY": "/job/summary.md"}
+    assert "GITHUB_STEP_SUMMARY" not in run_env(Path("/h"), rootless=False, base=base, extra=None)
+    wanted = run_env(Path("/h"), rootless=False, base=base, extra={"GITHUB_STEP_SUMMARY": "/t/s.md"})
+    assert wanted["GITHUB_STEP_SUMMARY"] == "/t/s.md"
