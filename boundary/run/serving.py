@@ -45,18 +45,24 @@ async def _serve(jail: helper.Jail, settings: ProxySettings) -> int:
         await asyncio.wait({exited, proxy_module}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
             proxy = await _start_proxy(proxy_module, jail.proxy_socket, table, settings)
-            try:
-                watched: set[asyncio.Future[Any]] = {exited, proxy.stopped}
-                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-                if not exited.done():
-                    # Fail closed: without the proxy the jail has no way out; `_run_in` kills the command.
-                    raise ProxyError(f"the proxy stopped ({proxy.why_stopped()}); the command was stopped")
-            finally:
-                await proxy.close()
+            # Fail closed: without the proxy the jail has no way out; `_run_in` kills the command.
+            await serve_until(exited, proxy, "; the command was stopped")
         status = exited.result()
     finally:
         await dns.close()
     return helper.exit_code(status)
+
+
+async def serve_until(done: asyncio.Future[Any], proxy: RunningProxy, stopped: str = "") -> None:
+    """Serve until `done`; the proxy stopping first is a `ProxyError` (`stopped` ends its message). The proxy
+    is closed either way."""
+    try:
+        watched: set[asyncio.Future[Any]] = {done, proxy.stopped}
+        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            raise ProxyError(f"the proxy stopped ({proxy.why_stopped()}){stopped}")
+    finally:
+        await proxy.close()
 
 
 async def _start_proxy(

@@ -24,18 +24,18 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from boundary import audit
 from boundary.ca import generate_ca
 from boundary.dns.fakedns import FakeDnsTable
-from boundary.errors import ProxyError, UsageError
+from boundary.errors import UsageError
 from boundary.policy.load import load_policy
 from boundary.policy.matcher import Matcher
 from boundary.proxy.gate import GatedEventLoop
 from boundary.proxy.settings import ProxySettings
 from boundary.run import session
 from boundary.run.resolve import override_table, parse_resolve
+from boundary.run.serving import serve_until
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -120,16 +120,12 @@ async def _serve(listen: socket.socket, settings: ProxySettings) -> None:
 
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stopped_by_signal)
+    # Bound early (an address in use is a usage error), listening only now: a client that got in can stop it.
+    listen.listen(512)
     from boundary.proxy.master import start_proxy  # mitmproxy's import, once the inputs are checked
 
     proxy = await start_proxy(listen=listen, table=FakeDnsTable(), settings=settings)
-    try:
-        watched: set[asyncio.Future[Any]] = {stop, proxy.stopped}
-        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        if not stop.done():
-            raise ProxyError(f"the proxy stopped ({proxy.why_stopped()})")
-    finally:
-        await proxy.close()
+    await serve_until(stop, proxy)
 
 
 def read_token(path: str) -> str:
@@ -160,7 +156,6 @@ def _listening_socket(address: str, port: int, text: str) -> socket.socket:
     except OSError as e:
         sock.close()
         raise UsageError(f"--listen '{text}': {e.strerror}") from e
-    sock.listen(512)
     sock.setblocking(False)
     return sock
 
