@@ -23,7 +23,7 @@ from datetime import datetime
 
 from boundary.logs.read import Record
 from boundary.policy.canon import is_ip_literal
-from boundary.policy.matcher import Matcher, Request
+from boundary.policy.matcher import Matcher
 
 LEARNED_DECISIONS = frozenset({"allow", "would-deny"})
 
@@ -80,7 +80,7 @@ def learn(records: Iterable[Record], sources: Sequence[str], *, merge: str | Non
         if is_ip_literal(record.host):
             skipped[f"requests to IP addresses, which rules cannot name ({record.host})"] += 1
             continue
-        if known is not None and known.decide(_request(record)).allowed:
+        if known is not None and known.decide(record.request()).allowed:
             continue
         learned += 1
         if record.method is None:
@@ -97,12 +97,6 @@ def learn(records: Iterable[Record], sources: Sequence[str], *, merge: str | Non
     lines.append("allow:" if rules else "allow: []")
     lines.extend(rules)
     return Learned("\n".join(lines) + "\n", learned, tuple(f"{n} {why}" for why, n in sorted(skipped.items())))
-
-
-def _request(record: Record) -> Request:
-    assert record.host is not None and record.port is not None
-    scheme = record.scheme if record.method is not None else "tcp"
-    return Request(scheme, record.host, record.port, record.method, record.path)
 
 
 def _rules(streams: dict[tuple[str, int], _Seen], paths: dict[tuple[str, int, str], dict[str, _Seen]]) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Final, Literal
 
 from boundary import audit
 from boundary.errors import LogError
+from boundary.policy.matcher import Request
 
 __all__ = [
     "DECISIONS",
@@ -117,6 +118,12 @@ class Record:
     @property
     def denied(self) -> bool:
         return self.decision == "deny"
+
+    def request(self) -> Request:
+        """The request the matcher decided (a raw stream when `method` is None); a line with a destination."""
+        assert self.host is not None and self.port is not None
+        scheme = self.scheme if self.method is not None else "tcp"
+        return Request(scheme, self.host, self.port, self.method, self.path)
 
 
 @dataclass(frozen=True, slots=True)

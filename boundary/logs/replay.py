@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from boundary.logs.read import Record
-from boundary.policy.matcher import Matcher, Request
+from boundary.policy.matcher import Matcher
 from boundary.policy.tool import printable
 from boundary.reasons import REASONS, Reason
 
@@ -56,12 +56,6 @@ def _decided_by_policy(record: Record) -> bool:
         return False
 
 
-def _request(record: Record) -> Request:
-    assert record.host is not None and record.port is not None
-    scheme = record.scheme if record.method is not None else "tcp"
-    return Request(scheme, record.host, record.port, record.method, record.path)
-
-
 def replay(matcher: Matcher, records: Iterable[Record]) -> Report:
     """Decide every policy-decided record again with `matcher`."""
     broken: Counter[Seen] = Counter()
@@ -73,7 +67,7 @@ def replay(matcher: Matcher, records: Iterable[Record]) -> Report:
             not_replayed += 1
             continue
         replayed += 1
-        decision = matcher.decide(_request(record))
+        decision = matcher.decide(record.request())
         assert record.host is not None and record.port is not None
         seen = Seen(record.host, record.port, record.method, record.path, record.reason, decision.reason.value)
         if not decision.allowed:

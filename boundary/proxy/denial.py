@@ -21,10 +21,14 @@ def suggested_rule(host: str, port: int, method: str | None, path: str | None) -
     return "{" + ", ".join(parts) + "}"
 
 
-def denial_text(reason: Reason, method: str | None, url: str, host: str | None, port: int, path: str | None) -> str:
-    """One line, ending in a newline: what was denied, why, and how to allow it (the reason's hint in
-    `boundary.reasons.REASONS`; `{rule}` in it becomes a rule that would have allowed the request)."""
-    hint = REASONS[reason].hint
+def hint(reason: Reason, host: str | None, port: int, method: str | None, path: str | None) -> str:
+    """How to allow it: the reason's hint in `boundary.reasons.REASONS`, its `{rule}` a rule that would have
+    allowed the request."""
     rule = suggested_rule(host, port, method, path) if host else ""
+    return REASONS[reason].hint.format(rule=rule)
+
+
+def denial_text(reason: Reason, method: str | None, url: str, host: str | None, port: int, path: str | None) -> str:
+    """One line, ending in a newline: what was denied, why, and how to allow it (`hint`)."""
     what = f"{method} {url}" if method else url
-    return f"boundary denied {what} ({reason}); to allow it, {hint.format(rule=rule)}\n"
+    return f"boundary denied {what} ({reason}); to allow it, {hint(reason, host, port, method, path)}\n"

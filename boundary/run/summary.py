@@ -22,8 +22,8 @@ from types import MappingProxyType
 from typing import Final
 
 from boundary.policy.tool import printable
-from boundary.proxy.denial import suggested_rule
-from boundary.reasons import REASONS, Reason
+from boundary.proxy import denial
+from boundary.reasons import Reason
 
 # How each decision an audit line can give is counted, and named in a summary. A denying decision fails
 # `--fail-on-deny` and is listed; `would-deny` (audit mode: what enforcing would have denied) is one already.
@@ -66,12 +66,11 @@ class Denied:
     def hint(self) -> str:
         """The 403's hint for this request: how to allow it, with a ready rule where the reason has one."""
         try:
-            template = REASONS[Reason(self.reason)].hint
+            reason = Reason(self.reason)
         except ValueError:  # a reason this version does not know (a newer log): no hint to give
             return f"see the audit log ({self.reason})"
         method = None if self.method == "CONNECT" else self.method  # no method a rule lists, as the 403 says
-        rule = suggested_rule(self.host, self.port or 443, method, self.path) if self.host else ""
-        return template.format(rule=rule)
+        return denial.hint(reason, self.host, self.port or 443, method, self.path)
 
 
 @dataclass(frozen=True, slots=True)

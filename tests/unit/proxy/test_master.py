@@ -231,24 +231,19 @@ def test_start_proxy_serves_the_socket_and_closes_it(ca: RunCA, tmp_path: Path, 
     assert list(home.iterdir()) == []  # no ~/.mitmproxy
 
 
+async def _start_unused_proxy(sock: socket.socket, ca: RunCA, tmp_path: Path) -> None:
+    """`start_proxy` with POLICY and no upstream: for the cases where it must refuse before serving."""
+    with AuditLog(tmp_path / "audit.jsonl") as log:
+        settings = ProxySettings(Matcher(parse_policy(POLICY)), {}, log, "proxytest", ca, tmp_path / "unused.pem")
+        await start_proxy(listen=sock, table=FakeDnsTable(), settings=settings)
+
+
 def test_start_proxy_refuses_an_ungated_loop(ca: RunCA, tmp_path: Path) -> None:
     """The proxy must never run where its upstream dials would bypass the gate."""
     sock = listening_socket()
 
     async def main() -> None:
-        with AuditLog(tmp_path / "audit.jsonl") as log:
-            await start_proxy(
-                listen=sock,
-                table=FakeDnsTable(),
-                settings=ProxySettings(
-                    matcher=Matcher(parse_policy(POLICY)),
-                    overrides={},
-                    log=log,
-                    run_id="proxytest",
-                    ca=ca,
-                    upstream_trust=tmp_path / "unused.pem",
-                ),
-            )
+        await _start_unused_proxy(sock, ca, tmp_path)
 
     try:
         with pytest.raises(RuntimeError, match="must run on a GatedEventLoop"):
@@ -375,19 +370,7 @@ def test_start_proxy_refuses_a_mitmproxy_the_patches_do_not_fit(
     sock = listening_socket()
 
     async def main() -> None:
-        with AuditLog(tmp_path / "audit.jsonl") as log:
-            await start_proxy(
-                listen=sock,
-                table=FakeDnsTable(),
-                settings=ProxySettings(
-                    matcher=Matcher(parse_policy(POLICY)),
-                    overrides={},
-                    log=log,
-                    run_id="proxytest",
-                    ca=ca,
-                    upstream_trust=tmp_path / "unused.pem",
-                ),
-            )
+        await _start_unused_proxy(sock, ca, tmp_path)
 
     try:
         missing = r"rely on: mitmproxy\.proxy\.layers\.http\.HttpStream\.state_stream_response_body"
